@@ -1,0 +1,51 @@
+# rocketmq_stream — PGXS build.
+EXTENSION = rocketmq_stream
+MODULE_big = rocketmq_stream
+EXTVERSION = 0.1.0
+DATA = rocketmq_stream--$(EXTVERSION).sql
+PGFILEDESC = "rocketmq_stream - exactly-once RocketMQ consumer and producer"
+
+CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# pg_regress runs against a real broker; see test/run-regress.sh.
+REGRESS = $(basename $(notdir $(sort $(wildcard sql/*.sql))))
+
+WARN = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers -Wno-cast-function-type
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = $(WARN)
+ifeq ($(CI),true)
+PG_CFLAGS += -Werror
+endif
+SHLIB_LINK = -lz -llz4 -lzstd
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# ---- codec unit tests and fuzzers: no server, libpgcommon for palloc ----
+FE_CFLAGS = -DFRONTEND -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) $(WARN)
+FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon_shlib -lpgport_shlib -lz -llz4 -lzstd -lm
+TEST_BIN = test/build
+
+$(TEST_BIN):
+	mkdir -p $@
+
+$(TEST_BIN)/test_codec: test/unit/test_codec.c $(CODEC_SRCS) src/rmq_codec.h | $(TEST_BIN)
+	$(CC) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer $(FE_CFLAGS) \
+		-o $@ test/unit/test_codec.c $(CODEC_SRCS) $(FE_LIBS)
+
+FUZZERS = fuzz_frame fuzz_json fuzz_message fuzz_route
+FUZZ_BINS = $(addprefix $(TEST_BIN)/,$(FUZZERS))
+
+$(TEST_BIN)/fuzz_%: test/fuzz/fuzz_%.c $(CODEC_SRCS) src/rmq_codec.h | $(TEST_BIN)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		$(FE_CFLAGS) -o $@ $< $(CODEC_SRCS) $(FE_LIBS)
+
+.PHONY: unit fuzzers
+unit: $(TEST_BIN)/test_codec
+	$(TEST_BIN)/test_codec
+fuzzers: $(FUZZ_BINS)
+
+EXTRA_CLEAN = $(TEST_BIN) results regression.diffs regression.out

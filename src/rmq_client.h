@@ -1,0 +1,99 @@
+/*
+ * rmq_client.h — the RocketMQ client as it runs inside a backend:
+ * connections, caches and RPCs.  Errors are ereport()ed.
+ */
+#ifndef RMQ_CLIENT_H
+#define RMQ_CLIENT_H
+
+#include "postgres.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "rmq_codec.h"
+
+/* settings (rocketmq_stream.*) */
+extern char *rmq_namesrv_addr;
+extern int	rmq_pull_batch_size;
+extern int	rmq_pull_timeout_ms;
+extern int	rmq_request_timeout_ms;
+extern int	rmq_connection_cache_size;
+extern bool rmq_check_crc;
+
+/* Per-call settings: GUC defaults, overridden by a jsonb options argument. */
+typedef struct RmqOptions
+{
+	const char *namesrv_addr;
+	int			pull_batch_size;
+	int			pull_timeout_ms;
+	int			request_timeout_ms;
+	bool		check_crc;
+	bool		fail_on_data_loss;
+	const char *tag_filter;		/* NULL or "*" = everything */
+} RmqOptions;
+
+extern void rmq_options_init(RmqOptions *o, Jsonb *opts);
+
+typedef struct RmqConn RmqConn;
+
+extern RmqConn *rmq_conn_get(const char *addr, int timeout_ms);
+extern const char *rmq_conn_addr(RmqConn *c);
+extern int32 rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline);
+extern void rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp);
+extern void rmq_conn_done(RmqConn *c);
+extern void rmq_conn_discard(RmqConn *c);
+extern void rmq_conn_reset_all(void);
+
+extern TimestampTz rmq_deadline(int timeout_ms);
+
+/* One request, one response, on the cached connection to addr. */
+extern void rmq_rpc(const char *addr, RmqCommand *req, int timeout_ms, RmqCommand *resp);
+/* Same against a name-server list "h:p;h:p", failing over on connect. */
+extern void rmq_namesrv_rpc(const char *namesrv, RmqCommand *req, int timeout_ms, RmqCommand *resp);
+
+extern void rmq_broker_error(const char *addr, const char *what, const RmqCommand *resp) pg_attribute_noreturn();
+
+/* Route by topic (cached; refresh forces a name-server round trip). */
+extern RmqRoute *rmq_route(const RmqOptions *o, const char *topic, bool refresh);
+extern const char *rmq_broker_addr(const RmqOptions *o, const char *topic, const char *broker);
+extern const RmqQueueData *rmq_route_queue(const RmqRoute *r, const char *broker);
+
+extern int64 rmq_queue_offset(const RmqOptions *o, const char *addr, int code,
+							  const char *topic, const char *broker, int32 qid);
+extern int64 rmq_search_offset(const RmqOptions *o, const char *addr, const char *topic,
+							   const char *broker, int32 qid, int64 ts_ms);
+extern bool rmq_query_consumer_offset(const RmqOptions *o, const char *addr, const char *group,
+									  const char *topic, const char *broker, int32 qid, int64 *out);
+extern void rmq_update_consumer_offset(const RmqOptions *o, const char *addr, const char *group,
+									   const char *topic, const char *broker, int32 qid, int64 offset);
+
+/* Pull */
+typedef struct RmqPullResult
+{
+	int32		code;
+	int64		next_begin;
+	int64		min_offset;
+	int64		max_offset;
+	const char *remark;
+	const char *body;
+	uint32		body_len;
+} RmqPullResult;
+
+extern void rmq_build_pull(RmqCommand *cmd, const char *group, const char *topic,
+						   const char *broker, int32 qid, int64 offset, int32 max_msgs,
+						   int64 suspend_ms, const char *subscription);
+extern void rmq_parse_pull(const char *addr, const RmqCommand *resp, RmqPullResult *res);
+
+/* Tag filter as the broker and the Java client apply it. */
+typedef struct RmqTagFilter
+{
+	bool		all;
+	int			ntags;
+	char	  **tags;
+	char	   *expression;		/* normalised "a || b" sent to the broker */
+} RmqTagFilter;
+
+extern void rmq_tag_filter_parse(const char *expr, RmqTagFilter *f);
+extern bool rmq_tag_filter_match(const RmqTagFilter *f, const char *tags);
+
+extern void rmq_client_init(void);
+
+#endif

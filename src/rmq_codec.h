@@ -1,0 +1,220 @@
+/*
+ * rmq_codec.h — RocketMQ remoting protocol codec.
+ *
+ * Pure functions over byte buffers: no sockets, no catalog, no ereport.
+ * Built twice: into the server module (postgres.h) and, with -DFRONTEND,
+ * into standalone unit tests and fuzzers (postgres_fe.h + libpgcommon),
+ * so palloc and StringInfo work in both.  Decoders report problems by
+ * returning false and setting *err; they never trust a length from the
+ * wire before checking it against the bytes actually present.
+ */
+#ifndef RMQ_CODEC_H
+#define RMQ_CODEC_H
+
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
+#include "postgres.h"
+#endif
+#include "lib/stringinfo.h"
+
+/* Broker's NettyDecoder limit: LEN + 4 <= 16 MiB. */
+#define RMQ_MAX_FRAME_LEN (16777216 - 4)
+/* Bound on a decompressed body: the broker's max message size is 4 MiB
+ * compressed; a zip bomb must not be allowed to exhaust the backend. */
+#define RMQ_MAX_BODY_LEN (64 * 1024 * 1024)
+#define RMQ_JSON_MAX_DEPTH 64
+
+/* ---------- JSON (tolerant of fastjson's non-standard output) ---------- */
+typedef enum RmqJsonType
+{
+	RMQ_JSON_NULL, RMQ_JSON_BOOL, RMQ_JSON_NUMBER, RMQ_JSON_STRING,
+	RMQ_JSON_ARRAY, RMQ_JSON_OBJECT
+} RmqJsonType;
+
+typedef struct RmqJson RmqJson;
+struct RmqJson
+{
+	RmqJsonType type;
+	char	   *str;			/* STRING value, NUMBER text, BOOL "true"/"false" */
+	char	   *key;			/* member key as text when parent is an object;
+								 * NULL for a key that was itself an object or
+								 * array (fastjson writes Map<Object,..> so) */
+	RmqJson    *child;			/* first element / member */
+	RmqJson    *next;			/* next sibling */
+	int			nchildren;
+};
+
+extern RmqJson *rmq_json_parse(const char *s, size_t len, char **err);
+extern RmqJson *rmq_json_get(const RmqJson *obj, const char *key);
+extern const char *rmq_json_get_str(const RmqJson *obj, const char *key);
+extern bool rmq_json_get_int64(const RmqJson *obj, const char *key, int64 *out);
+extern void rmq_json_escape(StringInfo out, const char *s);
+
+/* ---------- frames ---------- */
+#define RMQ_FLAG_RESPONSE 1
+#define RMQ_FLAG_ONEWAY 2
+#define RMQ_SERIALIZE_JSON 0
+#define RMQ_SERIALIZE_ROCKETMQ 1
+
+typedef struct RmqCommand
+{
+	int32		code;
+	int32		opaque;
+	int32		flag;
+	int32		version;
+	const char *language;		/* JSON enum name (binary byte is mapped) */
+	char	   *remark;
+	int			nfields;		/* extFields */
+	char	  **keys;
+	char	  **values;
+	int			fields_cap;
+	const char *body;			/* points into the decoded frame buffer */
+	uint32		body_len;
+} RmqCommand;
+
+extern void rmq_cmd_init(RmqCommand *cmd, int32 code);
+extern void rmq_cmd_add(RmqCommand *cmd, const char *key, const char *value);
+extern void rmq_cmd_add_int64(RmqCommand *cmd, const char *key, int64 value);
+extern const char *rmq_cmd_field(const RmqCommand *cmd, const char *key);
+extern bool rmq_cmd_field_int64(const RmqCommand *cmd, const char *key, int64 *out);
+
+/* Encode a whole frame, 4-byte length included, with a JSON header. */
+extern void rmq_frame_encode(StringInfo out, const RmqCommand *cmd);
+
+/*
+ * Decode one frame.  buf/len are the LEN bytes that follow the 4-byte
+ * length prefix.  Strings are palloc'd; body points into buf.
+ */
+extern bool rmq_frame_decode(const char *buf, size_t len, RmqCommand *cmd, char **err);
+
+/* Read the 4-byte big-endian length prefix; false if out of range. */
+extern bool rmq_frame_length(const unsigned char *prefix, uint32 *len, char **err);
+
+/* ---------- messages ---------- */
+typedef struct RmqMessage
+{
+	int32		queue_id;
+	int32		flag;
+	int64		queue_offset;
+	int64		physical_offset;
+	int32		sysflag;
+	int64		born_timestamp;
+	char		born_host[64];
+	int64		store_timestamp;
+	char		store_host[64];
+	int32		reconsume_times;
+	int64		prepared_tx_offset;
+	char	   *topic;
+	const char *body;			/* decompressed when the record was compressed */
+	uint32		body_len;
+	char		msg_id[64];		/* offsetMsgId: store host + commit-log offset */
+	int			nprops;
+	char	  **prop_keys;
+	char	  **prop_values;
+} RmqMessage;
+
+#define RMQ_SYSFLAG_COMPRESSED 0x1
+#define RMQ_SYSFLAG_BORNHOST_V6 0x10
+#define RMQ_SYSFLAG_STOREHOST_V6 0x20
+#define RMQ_SYSFLAG_INNER_BATCH 0x80
+#define RMQ_SYSFLAG_COMPRESSION_MASK 0x700
+#define RMQ_COMPRESSION_LZ4 0x100
+#define RMQ_COMPRESSION_ZSTD 0x200
+#define RMQ_COMPRESSION_ZLIB 0x300
+
+/*
+ * Decode the back-to-back stored-message records of a pull body.  Messages
+ * are appended to *msgs (grown with repalloc), *nmsgs updated.
+ */
+extern bool rmq_decode_messages(const char *buf, size_t len, bool check_crc,
+								RmqMessage **msgs, int *nmsgs, char **err);
+extern const char *rmq_msg_prop(const RmqMessage *m, const char *key);
+
+/* properties: key 0x01 value 0x02 ... */
+extern void rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values);
+extern void rmq_props_append(StringInfo out, const char *key, const char *value);
+
+extern bool rmq_decompress(int32 sysflag, const char *in, size_t inlen,
+						   char **out, size_t *outlen, char **err);
+extern bool rmq_compress_zlib(const char *in, size_t inlen, StringInfo out);
+extern uint32 rmq_crc32(const char *buf, size_t len);
+
+/* ---------- request/response helpers ---------- */
+typedef struct RmqBrokerData
+{
+	char	   *name;
+	char	   *cluster;
+	char	   *master_addr;	/* brokerAddrs[0], may be NULL */
+} RmqBrokerData;
+
+typedef struct RmqQueueData
+{
+	char	   *broker_name;
+	int32		read_queue_nums;
+	int32		write_queue_nums;
+	int32		perm;
+} RmqQueueData;
+
+typedef struct RmqRoute
+{
+	int			nbrokers;
+	RmqBrokerData *brokers;
+	int			nqueues;
+	RmqQueueData *queues;
+} RmqRoute;
+
+#define RMQ_PERM_READ 4
+#define RMQ_PERM_WRITE 2
+
+extern bool rmq_parse_route(const char *json, size_t len, RmqRoute *route, char **err);
+extern bool rmq_parse_cluster_info(const char *json, size_t len, RmqRoute *route, char **err);
+extern const char *rmq_route_broker_addr(const RmqRoute *route, const char *broker);
+
+/* Split "host:port" (IPv6 as [h]:p or h:...:p, last colon wins). */
+extern bool rmq_split_addr(const char *addr, char *host, size_t hostlen, int *port);
+
+/* Java String.hashCode over UTF-16 units of a UTF-8 string (tag codes). */
+extern int32 rmq_java_hash(const char *s);
+
+/* Build the SEND_MESSAGE_V2 / batch pieces. */
+extern void rmq_batch_append(StringInfo out, int32 flag, const char *body, uint32 body_len,
+							 const char *props, uint32 props_len);
+
+/* Uppercase hex. */
+extern void rmq_hex(const unsigned char *in, size_t len, char *out);
+
+/* Response / request codes used by the client. */
+#define RMQ_SEND_MESSAGE_V2 310
+#define RMQ_SEND_BATCH_MESSAGE 320
+#define RMQ_PULL_MESSAGE 11
+#define RMQ_QUERY_CONSUMER_OFFSET 14
+#define RMQ_UPDATE_CONSUMER_OFFSET 15
+#define RMQ_UPDATE_AND_CREATE_TOPIC 17
+#define RMQ_SEARCH_OFFSET_BY_TIMESTAMP 29
+#define RMQ_GET_MAX_OFFSET 30
+#define RMQ_GET_MIN_OFFSET 31
+#define RMQ_HEART_BEAT 34
+#define RMQ_GET_ROUTEINFO_BY_TOPIC 105
+#define RMQ_GET_BROKER_CLUSTER_INFO 106
+
+#define RMQ_SUCCESS 0
+#define RMQ_SYSTEM_ERROR 1
+#define RMQ_SYSTEM_BUSY 2
+#define RMQ_REQUEST_CODE_NOT_SUPPORTED 3
+#define RMQ_TOPIC_NOT_EXIST 17
+#define RMQ_PULL_NOT_FOUND 19
+#define RMQ_PULL_RETRY_IMMEDIATELY 20
+#define RMQ_PULL_OFFSET_MOVED 21
+#define RMQ_QUERY_NOT_FOUND 22
+#define RMQ_FLOW_CONTROL 215
+#define RMQ_GO_AWAY 1500
+
+#define RMQ_PULL_FLAG_SUSPEND 0x2
+#define RMQ_PULL_FLAG_SUBSCRIPTION 0x4
+
+/* Version we announce: >= 401 gives standard route JSON, <= 475 avoids
+ * GO_AWAY semantics (V5_3_1). */
+#define RMQ_CLIENT_VERSION 475
+
+#endif

@@ -1,0 +1,418 @@
+/*
+ * rmq_conn.c — TCP connections to name servers and brokers.
+ *
+ * Sockets are non-blocking; every wait goes through a WaitEventSet holding
+ * MyLatch, postmaster death and the socket, with an explicit deadline, and
+ * every wake-up runs CHECK_FOR_INTERRUPTS(), so cancel, terminate and
+ * statement_timeout work while we wait on the network.
+ *
+ * A connection whose operation was interrupted by an error (cancel, timeout,
+ * bad frame) still has the flag "busy" set and is thrown away the next time
+ * it is looked up: its byte stream can no longer be trusted.
+ */
+#include "postgres.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "rmq_client.h"
+
+#define READ_CHUNK (256 * 1024)
+
+struct RmqConn
+{
+	char		addr[256];
+	pgsocket	sock;
+	WaitEventSet *wes;
+	int			sock_pos;		/* position of the socket event in wes */
+	StringInfoData rbuf;		/* bytes received, not yet consumed */
+	int			rpos;
+	bool		busy;
+	int32		next_opaque;
+	uint64		last_used;
+};
+
+static void conn_buf_init(StringInfo s, int size);
+
+static RmqConn **conns = NULL;
+static int	nconns = 0;
+static uint64 use_clock = 0;
+static MemoryContext conn_cxt = NULL;
+
+TimestampTz
+rmq_deadline(int timeout_ms)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+}
+
+const char *
+rmq_conn_addr(RmqConn *c)
+{
+	return c->addr;
+}
+
+static void
+conn_close(RmqConn *c)
+{
+	if (c->wes)
+		FreeWaitEventSet(c->wes);
+	if (c->sock != PGINVALID_SOCKET)
+		closesocket(c->sock);
+	if (c->rbuf.data)
+		pfree(c->rbuf.data);
+	pfree(c);
+}
+
+void
+rmq_conn_discard(RmqConn *c)
+{
+	for (int i = 0; i < nconns; i++)
+		if (conns[i] == c)
+		{
+			conns[i] = conns[--nconns];
+			break;
+		}
+	conn_close(c);
+}
+
+void
+rmq_conn_reset_all(void)
+{
+	while (nconns > 0)
+		rmq_conn_discard(conns[0]);
+}
+
+/*
+ * Wait until the socket is ready for `events` or the deadline passes.
+ * Raises an error on timeout, after discarding the connection.
+ */
+static void
+conn_wait(RmqConn *c, uint32 events, TimestampTz deadline, const char *what)
+{
+	WaitEvent	ev;
+
+	ModifyWaitEvent(c->wes, c->sock_pos, events, NULL);
+	for (;;)
+	{
+		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		int			rc;
+
+		if (timeout <= 0)
+		{
+			char		addr[256];
+
+			strlcpy(addr, c->addr, sizeof(addr));
+			rmq_conn_discard(c);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("timed out %s RocketMQ at %s", what, addr)));
+		}
+		rc = WaitEventSetWait(c->wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
+		if (rc > 0 && (ev.events & WL_LATCH_SET))
+			ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (rc > 0 && (ev.events & events))
+			return;
+	}
+}
+
+static void
+conn_fail(RmqConn *c, const char *what, int err) pg_attribute_noreturn();
+static void
+conn_fail(RmqConn *c, const char *what, int err)
+{
+	char		addr[256];
+
+	strlcpy(addr, c->addr, sizeof(addr));
+	rmq_conn_discard(c);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not %s RocketMQ at %s: %s", what, addr,
+					err ? strerror(err) : "connection closed by peer")));
+}
+
+static RmqConn *
+conn_open(const char *addr, int timeout_ms)
+{
+	char		host[256];
+	int			port;
+	char		portstr[16];
+	struct addrinfo hints,
+			   *res = NULL;
+	int			rc;
+	RmqConn    *c;
+	int			one = 1;
+	int			soerr = 0;
+	socklen_t	slen = sizeof(soerr);
+
+	if (!rmq_split_addr(addr, host, sizeof(host), &port))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid RocketMQ address \"%s\"", addr),
+				 errhint("Addresses are written host:port, for example 127.0.0.1:9876.")));
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0 || res == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not resolve RocketMQ address \"%s\": %s", addr, gai_strerror(rc))));
+
+	c = MemoryContextAllocZero(conn_cxt, sizeof(RmqConn));
+	strlcpy(c->addr, addr, sizeof(c->addr));
+	c->sock = socket(res->ai_family, SOCK_STREAM, 0);
+	if (c->sock == PGINVALID_SOCKET)
+	{
+		int			e = errno;
+
+		freeaddrinfo(res);
+		pfree(c);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not create socket: %s", strerror(e))));
+	}
+	(void) setsockopt(c->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (!pg_set_noblock(c->sock))
+	{
+		freeaddrinfo(res);
+		conn_fail(c, "set non-blocking mode on socket to", errno);
+	}
+	c->wes = CreateWaitEventSet(conn_cxt, 3);
+	AddWaitEventToSet(c->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->sock, NULL, NULL);
+	c->next_opaque = (int32) (random() & 0x3FFFFFFF);
+
+	/* Registered before connecting so that any error below frees it. */
+	conns[nconns++] = c;
+
+	rc = connect(c->sock, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc < 0 && errno != EINPROGRESS && errno != EINTR)
+		conn_fail(c, "connect to", errno);
+	if (rc < 0)
+	{
+		conn_wait(c, WL_SOCKET_WRITEABLE, rmq_deadline(timeout_ms), "connecting to");
+		if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
+			soerr = errno;
+		if (soerr != 0)
+			conn_fail(c, "connect to", soerr);
+	}
+	conn_buf_init(&c->rbuf, READ_CHUNK + 1);
+	return c;
+}
+
+/* initStringInfo in conn_cxt with a chosen size. */
+static void
+conn_buf_init(StringInfo s, int size)
+{
+	s->data = MemoryContextAlloc(conn_cxt, size);
+	s->maxlen = size;
+	s->len = 0;
+	s->data[0] = '\0';
+	s->cursor = 0;
+}
+
+RmqConn *
+rmq_conn_get(const char *addr, int timeout_ms)
+{
+	RmqConn    *c = NULL;
+
+	if (conn_cxt == NULL)
+	{
+		conn_cxt = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream connections",
+										 ALLOCSET_DEFAULT_SIZES);
+		conns = MemoryContextAllocZero(conn_cxt, sizeof(RmqConn *) * 1025);
+	}
+	for (int i = 0; i < nconns; i++)
+		if (strcmp(conns[i]->addr, addr) == 0)
+		{
+			c = conns[i];
+			break;
+		}
+	if (c && c->busy)
+	{
+		/* An earlier call was interrupted mid-conversation. */
+		rmq_conn_discard(c);
+		c = NULL;
+	}
+	if (c == NULL)
+	{
+		/* Evict the least recently used beyond capacity. */
+		while (nconns >= Max(rmq_connection_cache_size, 1))
+		{
+			int			lru = 0;
+
+			for (int i = 1; i < nconns; i++)
+				if (conns[i]->last_used < conns[lru]->last_used)
+					lru = i;
+			rmq_conn_discard(conns[lru]);
+		}
+		c = conn_open(addr, timeout_ms);
+	}
+	c->busy = true;
+	c->last_used = ++use_clock;
+	return c;
+}
+
+void
+rmq_conn_done(RmqConn *c)
+{
+	c->busy = false;
+}
+
+int32
+rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
+{
+	StringInfoData out;
+	int			off = 0;
+
+	cmd->opaque = c->next_opaque++;
+	if (c->next_opaque < 0)
+		c->next_opaque = 1;
+	initStringInfo(&out);
+	rmq_frame_encode(&out, cmd);
+	while (off < out.len)
+	{
+		ssize_t		n = send(c->sock, out.data + off, out.len - off, MSG_NOSIGNAL);
+
+		if (n > 0)
+		{
+			off += n;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			conn_wait(c, WL_SOCKET_WRITEABLE, deadline, "sending to");
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else
+			conn_fail(c, "send to", errno);
+	}
+	pfree(out.data);
+	return cmd->opaque;
+}
+
+/* Fill rbuf until it holds at least `want` unconsumed bytes. */
+static void
+conn_fill(RmqConn *c, int want, TimestampTz deadline)
+{
+	while (c->rbuf.len - c->rpos < want)
+	{
+		ssize_t		n;
+
+		if (c->rpos > 0)
+		{
+			/* Slide unconsumed bytes to the front. */
+			memmove(c->rbuf.data, c->rbuf.data + c->rpos, c->rbuf.len - c->rpos);
+			c->rbuf.len -= c->rpos;
+			c->rpos = 0;
+		}
+		if (c->rbuf.maxlen - c->rbuf.len < READ_CHUNK)
+		{
+			MemoryContext old = MemoryContextSwitchTo(conn_cxt);
+
+			enlargeStringInfo(&c->rbuf, Max(want, READ_CHUNK));
+			MemoryContextSwitchTo(old);
+		}
+		n = recv(c->sock, c->rbuf.data + c->rbuf.len, c->rbuf.maxlen - c->rbuf.len - 1, 0);
+		if (n > 0)
+			c->rbuf.len += n;
+		else if (n == 0)
+			conn_fail(c, "receive from", 0);
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			conn_wait(c, WL_SOCKET_READABLE, deadline, "waiting for a response from");
+		else if (errno != EINTR)
+			conn_fail(c, "receive from", errno);
+	}
+}
+
+static void
+conn_reply_unsupported(RmqConn *c, const RmqCommand *req, TimestampTz deadline)
+{
+	RmqCommand	resp;
+	int32		save = c->next_opaque;
+
+	rmq_cmd_init(&resp, RMQ_REQUEST_CODE_NOT_SUPPORTED);
+	resp.flag = RMQ_FLAG_RESPONSE;
+	resp.remark = "request code not supported by rocketmq_stream";
+	c->next_opaque = req->opaque;
+	rmq_conn_send(c, &resp, deadline);
+	c->next_opaque = save;
+}
+
+/*
+ * Receive the next response frame.  Requests the server sends us (consumer
+ * list changes, transaction checks) are oneway or answered "not supported".
+ * The frame is copied into CurrentMemoryContext.
+ */
+void
+rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp)
+{
+	for (;;)
+	{
+		uint32		len;
+		char	   *err = NULL;
+		char	   *frame;
+
+		CHECK_FOR_INTERRUPTS();
+		conn_fill(c, 4, deadline);
+		if (!rmq_frame_length((unsigned char *) c->rbuf.data + c->rpos, &len, &err))
+		{
+			char		addr[256];
+
+			strlcpy(addr, c->addr, sizeof(addr));
+			rmq_conn_discard(c);
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("invalid frame from RocketMQ at %s", addr),
+					 errdetail("%s", err)));
+		}
+		conn_fill(c, 4 + len, deadline);
+		frame = palloc(len);
+		memcpy(frame, c->rbuf.data + c->rpos + 4, len);
+		c->rpos += 4 + len;
+		if (c->rpos == c->rbuf.len)
+			c->rpos = c->rbuf.len = 0;
+		if (!rmq_frame_decode(frame, len, resp, &err))
+		{
+			char		addr[256];
+
+			strlcpy(addr, c->addr, sizeof(addr));
+			rmq_conn_discard(c);
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("invalid frame from RocketMQ at %s", addr),
+					 errdetail("%s", err)));
+		}
+		if (resp->flag & RMQ_FLAG_RESPONSE)
+			return;
+		if (!(resp->flag & RMQ_FLAG_ONEWAY))
+			conn_reply_unsupported(c, resp, deadline);
+		pfree(frame);
+	}
+}
+
+void
+rmq_rpc(const char *addr, RmqCommand *req, int timeout_ms, RmqCommand *resp)
+{
+	TimestampTz deadline = rmq_deadline(timeout_ms);
+	RmqConn    *c = rmq_conn_get(addr, timeout_ms);
+	int32		opaque = rmq_conn_send(c, req, deadline);
+
+	do
+		rmq_conn_recv(c, deadline, resp);
+	while (resp->opaque != opaque);
+	rmq_conn_done(c);
+}

@@ -1,0 +1,390 @@
+/*
+ * rmq_json.c — a small JSON reader tolerant of fastjson's output.
+ *
+ * PostgreSQL's jsonapi rejects what the broker actually sends: unquoted
+ * numeric map keys ({0:"127.0.0.1:10911"}), objects used as keys
+ * ({{"brokerName":..}:{..}}), NaN/Infinity.  This reader accepts those and
+ * is bounded: recursion depth is capped and every node consumes at least
+ * one input byte, so memory stays proportional to the input.
+ */
+#include "rmq_codec.h"
+
+typedef struct JParser
+{
+	const char *s;
+	size_t		len;
+	size_t		pos;
+	char	   *err;
+} JParser;
+
+static RmqJson *parse_value(JParser *p, int depth);
+
+static void
+jerr(JParser *p, const char *what)
+{
+	if (p->err == NULL)
+		p->err = psprintf("invalid JSON at byte %zu: %s", p->pos, what);
+}
+
+static void
+skip_ws(JParser *p)
+{
+	while (p->pos < p->len)
+	{
+		char		c = p->s[p->pos];
+
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+			p->pos++;
+		else
+			break;
+	}
+}
+
+static RmqJson *
+new_node(RmqJsonType t)
+{
+	RmqJson    *n = palloc0(sizeof(RmqJson));
+
+	n->type = t;
+	return n;
+}
+
+static void
+append_utf8(StringInfo buf, uint32 cp)
+{
+	if (cp < 0x80)
+		appendStringInfoChar(buf, (char) cp);
+	else if (cp < 0x800)
+	{
+		appendStringInfoChar(buf, (char) (0xC0 | (cp >> 6)));
+		appendStringInfoChar(buf, (char) (0x80 | (cp & 0x3F)));
+	}
+	else if (cp < 0x10000)
+	{
+		appendStringInfoChar(buf, (char) (0xE0 | (cp >> 12)));
+		appendStringInfoChar(buf, (char) (0x80 | ((cp >> 6) & 0x3F)));
+		appendStringInfoChar(buf, (char) (0x80 | (cp & 0x3F)));
+	}
+	else
+	{
+		appendStringInfoChar(buf, (char) (0xF0 | (cp >> 18)));
+		appendStringInfoChar(buf, (char) (0x80 | ((cp >> 12) & 0x3F)));
+		appendStringInfoChar(buf, (char) (0x80 | ((cp >> 6) & 0x3F)));
+		appendStringInfoChar(buf, (char) (0x80 | (cp & 0x3F)));
+	}
+}
+
+static bool
+read_hex4(JParser *p, uint32 *out)
+{
+	uint32		v = 0;
+
+	if (p->len - p->pos < 4)
+		return false;
+	for (int i = 0; i < 4; i++)
+	{
+		char		c = p->s[p->pos++];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* p->pos is at the opening quote (either ' or "). */
+static char *
+parse_string(JParser *p)
+{
+	StringInfoData buf;
+	char		quote = p->s[p->pos++];
+
+	initStringInfo(&buf);
+	while (p->pos < p->len)
+	{
+		char		c = p->s[p->pos++];
+
+		if (c == quote)
+			return buf.data;
+		if (c == '\0')
+		{
+			/* Strings become C strings; a NUL would silently truncate. */
+			jerr(p, "NUL byte in string");
+			return NULL;
+		}
+		if (c != '\\')
+		{
+			appendStringInfoChar(&buf, c);
+			continue;
+		}
+		if (p->pos >= p->len)
+			break;
+		c = p->s[p->pos++];
+		switch (c)
+		{
+			case 'b': appendStringInfoChar(&buf, '\b'); break;
+			case 'f': appendStringInfoChar(&buf, '\f'); break;
+			case 'n': appendStringInfoChar(&buf, '\n'); break;
+			case 'r': appendStringInfoChar(&buf, '\r'); break;
+			case 't': appendStringInfoChar(&buf, '\t'); break;
+			case 'u':
+				{
+					uint32		cp;
+
+					if (!read_hex4(p, &cp))
+					{
+						jerr(p, "bad \\u escape");
+						return NULL;
+					}
+					if (cp >= 0xD800 && cp <= 0xDBFF && p->len - p->pos >= 6 &&
+						p->s[p->pos] == '\\' && p->s[p->pos + 1] == 'u')
+					{
+						uint32		lo;
+						size_t		save = p->pos;
+
+						p->pos += 2;
+						if (read_hex4(p, &lo) && lo >= 0xDC00 && lo <= 0xDFFF)
+							cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+						else
+							p->pos = save;
+					}
+					if (cp == 0)
+					{
+						jerr(p, "\\u0000 in string");
+						return NULL;
+					}
+					/* Lone surrogates cannot be UTF-8; keep a replacement. */
+					if (cp >= 0xD800 && cp <= 0xDFFF)
+						cp = 0xFFFD;
+					append_utf8(&buf, cp);
+					break;
+				}
+			default:
+				/* \" \\ \/ and fastjson's lenient escapes: take literally. */
+				appendStringInfoChar(&buf, c);
+				break;
+		}
+	}
+	jerr(p, "unterminated string");
+	return NULL;
+}
+
+static bool
+is_bare_char(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		(c >= 'A' && c <= 'Z') || c == '-' || c == '+' || c == '.' || c == '_';
+}
+
+/* Numbers, true/false/null, NaN, Infinity, and unquoted keys. */
+static RmqJson *
+parse_bare(JParser *p)
+{
+	size_t		start = p->pos;
+	RmqJson    *n;
+	char	   *text;
+
+	while (p->pos < p->len && is_bare_char(p->s[p->pos]))
+		p->pos++;
+	if (p->pos == start)
+	{
+		jerr(p, "unexpected character");
+		return NULL;
+	}
+	text = pnstrdup(p->s + start, p->pos - start);
+	if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
+		n = new_node(RMQ_JSON_BOOL);
+	else if (strcmp(text, "null") == 0)
+		n = new_node(RMQ_JSON_NULL);
+	else
+		n = new_node(RMQ_JSON_NUMBER);
+	n->str = text;
+	return n;
+}
+
+static RmqJson *
+parse_container(JParser *p, int depth, bool is_object)
+{
+	RmqJson    *n = new_node(is_object ? RMQ_JSON_OBJECT : RMQ_JSON_ARRAY);
+	RmqJson   **tail = &n->child;
+	char		close = is_object ? '}' : ']';
+
+	p->pos++;					/* opening bracket */
+	skip_ws(p);
+	if (p->pos < p->len && p->s[p->pos] == close)
+	{
+		p->pos++;
+		return n;
+	}
+	for (;;)
+	{
+		RmqJson    *key = NULL;
+		RmqJson    *val;
+
+		skip_ws(p);
+		if (is_object)
+		{
+			key = parse_value(p, depth + 1);
+			if (key == NULL)
+				return NULL;
+			skip_ws(p);
+			if (p->pos >= p->len || p->s[p->pos] != ':')
+			{
+				jerr(p, "expected ':'");
+				return NULL;
+			}
+			p->pos++;
+		}
+		val = parse_value(p, depth + 1);
+		if (val == NULL)
+			return NULL;
+		if (key != NULL)
+			val->key = (key->type == RMQ_JSON_OBJECT || key->type == RMQ_JSON_ARRAY)
+				? NULL : key->str;
+		*tail = val;
+		tail = &val->next;
+		n->nchildren++;
+		skip_ws(p);
+		if (p->pos >= p->len)
+		{
+			jerr(p, "unterminated container");
+			return NULL;
+		}
+		if (p->s[p->pos] == ',')
+		{
+			p->pos++;
+			continue;
+		}
+		if (p->s[p->pos] == close)
+		{
+			p->pos++;
+			return n;
+		}
+		jerr(p, "expected ',' or closing bracket");
+		return NULL;
+	}
+}
+
+static RmqJson *
+parse_value(JParser *p, int depth)
+{
+	char		c;
+
+	if (depth > RMQ_JSON_MAX_DEPTH)
+	{
+		jerr(p, "nesting too deep");
+		return NULL;
+	}
+	skip_ws(p);
+	if (p->pos >= p->len)
+	{
+		jerr(p, "unexpected end of input");
+		return NULL;
+	}
+	c = p->s[p->pos];
+	if (c == '{')
+		return parse_container(p, depth, true);
+	if (c == '[')
+		return parse_container(p, depth, false);
+	if (c == '"' || c == '\'')
+	{
+		char	   *s = parse_string(p);
+		RmqJson    *n;
+
+		if (s == NULL)
+			return NULL;
+		n = new_node(RMQ_JSON_STRING);
+		n->str = s;
+		return n;
+	}
+	return parse_bare(p);
+}
+
+RmqJson *
+rmq_json_parse(const char *s, size_t len, char **err)
+{
+	JParser		p = {s, len, 0, NULL};
+	RmqJson    *root = parse_value(&p, 0);
+
+	if (root != NULL)
+	{
+		skip_ws(&p);
+		if (p.pos != p.len)
+		{
+			jerr(&p, "trailing characters");
+			root = NULL;
+		}
+	}
+	if (root == NULL && err)
+		*err = p.err ? p.err : pstrdup("invalid JSON");
+	return root;
+}
+
+RmqJson *
+rmq_json_get(const RmqJson *obj, const char *key)
+{
+	if (obj == NULL || obj->type != RMQ_JSON_OBJECT)
+		return NULL;
+	for (RmqJson *c = obj->child; c; c = c->next)
+		if (c->key && strcmp(c->key, key) == 0)
+			return c;
+	return NULL;
+}
+
+const char *
+rmq_json_get_str(const RmqJson *obj, const char *key)
+{
+	RmqJson    *v = rmq_json_get(obj, key);
+
+	if (v == NULL || v->type == RMQ_JSON_NULL || v->type == RMQ_JSON_ARRAY ||
+		v->type == RMQ_JSON_OBJECT)
+		return NULL;
+	return v->str;
+}
+
+bool
+rmq_json_get_int64(const RmqJson *obj, const char *key, int64 *out)
+{
+	const char *s = rmq_json_get_str(obj, key);
+	char	   *end;
+	long long	v;
+
+	if (s == NULL || *s == '\0')
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+void
+rmq_json_escape(StringInfo out, const char *s)
+{
+	appendStringInfoChar(out, '"');
+	for (const unsigned char *c = (const unsigned char *) s; *c; c++)
+	{
+		switch (*c)
+		{
+			case '"': appendStringInfoString(out, "\\\""); break;
+			case '\\': appendStringInfoString(out, "\\\\"); break;
+			case '\n': appendStringInfoString(out, "\\n"); break;
+			case '\r': appendStringInfoString(out, "\\r"); break;
+			case '\t': appendStringInfoString(out, "\\t"); break;
+			default:
+				if (*c < 0x20)
+					appendStringInfo(out, "\\u%04x", *c);
+				else
+					appendStringInfoChar(out, (char) *c);
+		}
+	}
+	appendStringInfoChar(out, '"');
+}

@@ -1,0 +1,506 @@
+/*
+ * rmq_message.c — the stored-message records a pull returns, and the
+ * property strings and compressed bodies inside them.
+ *
+ * Every record is bounded by its own TOTALSIZE, itself bounded by the
+ * bytes left in the buffer; every inner length is checked against the
+ * record's end before it is used.
+ */
+#include "rmq_codec.h"
+
+#include <arpa/inet.h>
+#include <zlib.h>
+#include <lz4frame.h>
+#include <zstd.h>
+
+#define MAGIC_V1 ((uint32) 0xDAA320A7)
+#define MAGIC_V2 ((uint32) 0xDAA320AB)
+
+typedef struct Reader
+{
+	const unsigned char *p;
+	size_t		pos;
+	size_t		end;
+	bool		ok;
+} Reader;
+
+static bool
+need(Reader *r, size_t n)
+{
+	if (!r->ok || r->end - r->pos < n)
+		r->ok = false;
+	return r->ok;
+}
+
+static uint32
+rd32(Reader *r)
+{
+	uint32		v;
+
+	if (!need(r, 4))
+		return 0;
+	v = ((uint32) r->p[r->pos] << 24) | ((uint32) r->p[r->pos + 1] << 16) |
+		((uint32) r->p[r->pos + 2] << 8) | r->p[r->pos + 3];
+	r->pos += 4;
+	return v;
+}
+
+static uint16
+rd16(Reader *r)
+{
+	uint16		v;
+
+	if (!need(r, 2))
+		return 0;
+	v = (uint16) ((r->p[r->pos] << 8) | r->p[r->pos + 1]);
+	r->pos += 2;
+	return v;
+}
+
+static int64
+rd64(Reader *r)
+{
+	uint64		hi = rd32(r);
+	uint64		lo = rd32(r);
+
+	return (int64) ((hi << 32) | lo);
+}
+
+void
+rmq_hex(const unsigned char *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789ABCDEF";
+
+	for (size_t i = 0; i < len; i++)
+	{
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xF];
+	}
+	out[2 * len] = '\0';
+}
+
+/* Host + port; also appends the raw bytes to idbuf for the offsetMsgId. */
+static void
+rd_host(Reader *r, bool v6, char *out, size_t outlen, unsigned char *idbuf, size_t *idlen)
+{
+	size_t		alen = v6 ? 16 : 4;
+	char		ip[INET6_ADDRSTRLEN];
+	const unsigned char *a;
+	uint32		port;
+
+	if (!need(r, alen + 4))
+		return;
+	a = r->p + r->pos;
+	if (idbuf)
+	{
+		memcpy(idbuf, a, alen + 4);
+		*idlen = alen + 4;
+	}
+	r->pos += alen;
+	port = rd32(r);
+	if (inet_ntop(v6 ? AF_INET6 : AF_INET, a, ip, sizeof(ip)) == NULL)
+		strcpy(ip, "?");
+	if (v6)
+		snprintf(out, outlen, "[%s]:%u", ip, port);
+	else
+		snprintf(out, outlen, "%s:%u", ip, port);
+}
+
+uint32
+rmq_crc32(const char *buf, size_t len)
+{
+	uLong		crc = crc32(0L, Z_NULL, 0);
+
+	/* zlib takes uInt lengths; bodies are < 4 GiB by construction. */
+	crc = crc32(crc, (const Bytef *) buf, (uInt) len);
+	return (uint32) (crc & 0x7FFFFFFF);
+}
+
+void
+rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values)
+{
+	int			cap = 8;
+	size_t		i = 0;
+
+	*n = 0;
+	*keys = palloc(sizeof(char *) * cap);
+	*values = palloc(sizeof(char *) * cap);
+	while (i < len)
+	{
+		const char *seg = s + i;
+		const char *sep = memchr(seg, 2, len - i);
+		size_t		seglen = sep ? (size_t) (sep - seg) : len - i;
+		const char *kv = memchr(seg, 1, seglen);
+
+		/* Java's rules: key and value both non-empty, else skip the pair. */
+		if (kv && kv > seg && (size_t) (kv - seg) < seglen - 1)
+		{
+			char	   *k = pnstrdup(seg, kv - seg);
+			char	   *v = pnstrdup(kv + 1, seglen - (kv - seg) - 1);
+			int			j;
+
+			for (j = 0; j < *n; j++)
+				if (strcmp((*keys)[j], k) == 0)
+					break;
+			if (j < *n)
+				(*values)[j] = v;	/* later duplicate wins, as in HashMap */
+			else
+			{
+				if (*n == cap)
+				{
+					cap *= 2;
+					*keys = repalloc(*keys, sizeof(char *) * cap);
+					*values = repalloc(*values, sizeof(char *) * cap);
+				}
+				(*keys)[*n] = k;
+				(*values)[*n] = v;
+				(*n)++;
+			}
+		}
+		i += seglen + 1;
+	}
+}
+
+void
+rmq_props_append(StringInfo out, const char *key, const char *value)
+{
+	if (key == NULL || value == NULL || *key == '\0' || *value == '\0')
+		return;
+	appendStringInfoString(out, key);
+	appendStringInfoChar(out, 1);
+	appendStringInfoString(out, value);
+	appendStringInfoChar(out, 2);
+}
+
+const char *
+rmq_msg_prop(const RmqMessage *m, const char *key)
+{
+	for (int i = 0; i < m->nprops; i++)
+		if (strcmp(m->prop_keys[i], key) == 0)
+			return m->prop_values[i];
+	return NULL;
+}
+
+static bool
+inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
+{
+	z_stream	zs;
+	int			rc = Z_OK;
+
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit(&zs) != Z_OK)
+	{
+		*err = pstrdup("zlib initialisation failed");
+		return false;
+	}
+	zs.next_in = (Bytef *) in;
+	zs.avail_in = (uInt) inlen;
+	do
+	{
+		if (out->maxlen - out->len < 4096)
+		{
+			if (out->len >= RMQ_MAX_BODY_LEN)
+			{
+				inflateEnd(&zs);
+				*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
+				return false;
+			}
+			enlargeStringInfo(out, Min(out->len + 1, RMQ_MAX_BODY_LEN - out->len + 1));
+		}
+		zs.next_out = (Bytef *) out->data + out->len;
+		zs.avail_out = (uInt) Min(out->maxlen - out->len - 1, RMQ_MAX_BODY_LEN - out->len);
+		if (zs.avail_out == 0)
+			continue;
+		{
+			uInt		before = zs.avail_out;
+
+			rc = inflate(&zs, Z_NO_FLUSH);
+			out->len += before - zs.avail_out;
+		}
+		if (rc == Z_BUF_ERROR && zs.avail_in == 0)
+			break;				/* truncated input */
+	} while (rc == Z_OK || rc == Z_BUF_ERROR);
+	inflateEnd(&zs);
+	if (rc != Z_STREAM_END)
+	{
+		*err = psprintf("zlib body is corrupt (%d)", rc);
+		return false;
+	}
+	out->data[out->len] = '\0';
+	return true;
+}
+
+static bool
+inflate_lz4(const char *in, size_t inlen, StringInfo out, char **err)
+{
+	LZ4F_dctx  *dctx;
+	size_t		pos = 0;
+	size_t		rc = 1;
+
+	if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
+	{
+		*err = pstrdup("lz4 initialisation failed");
+		return false;
+	}
+	while (pos < inlen && rc != 0)
+	{
+		size_t		srcsz = inlen - pos;
+		size_t		dstsz;
+
+		if (out->maxlen - out->len < 65536)
+		{
+			if (out->len >= RMQ_MAX_BODY_LEN)
+			{
+				LZ4F_freeDecompressionContext(dctx);
+				*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
+				return false;
+			}
+			enlargeStringInfo(out, Min(65536, RMQ_MAX_BODY_LEN - out->len + 1));
+		}
+		dstsz = Min(out->maxlen - out->len - 1, (size_t) (RMQ_MAX_BODY_LEN - out->len));
+		rc = LZ4F_decompress(dctx, out->data + out->len, &dstsz, in + pos, &srcsz, NULL);
+		if (LZ4F_isError(rc))
+		{
+			LZ4F_freeDecompressionContext(dctx);
+			*err = psprintf("lz4 body is corrupt: %s", LZ4F_getErrorName(rc));
+			return false;
+		}
+		if (srcsz == 0 && dstsz == 0)
+			break;
+		pos += srcsz;
+		out->len += dstsz;
+	}
+	LZ4F_freeDecompressionContext(dctx);
+	if (rc != 0)
+	{
+		*err = pstrdup("lz4 body is truncated");
+		return false;
+	}
+	out->data[out->len] = '\0';
+	return true;
+}
+
+static bool
+inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
+{
+	ZSTD_DStream *ds = ZSTD_createDStream();
+	ZSTD_inBuffer ib = {in, inlen, 0};
+	size_t		rc = 1;
+
+	if (ds == NULL)
+	{
+		*err = pstrdup("zstd initialisation failed");
+		return false;
+	}
+	ZSTD_initDStream(ds);
+	while (ib.pos < ib.size || rc != 0)
+	{
+		ZSTD_outBuffer ob;
+		size_t		prev_in = ib.pos;
+
+		if (out->maxlen - out->len < 65536)
+		{
+			if (out->len >= RMQ_MAX_BODY_LEN)
+			{
+				ZSTD_freeDStream(ds);
+				*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
+				return false;
+			}
+			enlargeStringInfo(out, Min(65536, RMQ_MAX_BODY_LEN - out->len + 1));
+		}
+		ob.dst = out->data + out->len;
+		ob.size = Min(out->maxlen - out->len - 1, (size_t) (RMQ_MAX_BODY_LEN - out->len));
+		ob.pos = 0;
+		rc = ZSTD_decompressStream(ds, &ob, &ib);
+		if (ZSTD_isError(rc))
+		{
+			ZSTD_freeDStream(ds);
+			*err = psprintf("zstd body is corrupt: %s", ZSTD_getErrorName(rc));
+			return false;
+		}
+		out->len += ob.pos;
+		if (ob.pos == 0 && ib.pos == prev_in)
+			break;				/* no progress: truncated */
+	}
+	ZSTD_freeDStream(ds);
+	if (rc != 0)
+	{
+		*err = pstrdup("zstd body is truncated");
+		return false;
+	}
+	out->data[out->len] = '\0';
+	return true;
+}
+
+bool
+rmq_decompress(int32 sysflag, const char *in, size_t inlen,
+			   char **out, size_t *outlen, char **err)
+{
+	StringInfoData buf;
+	bool		ok;
+
+	initStringInfo(&buf);
+	switch (sysflag & RMQ_SYSFLAG_COMPRESSION_MASK)
+	{
+		case 0:					/* old clients set only the compressed bit */
+		case RMQ_COMPRESSION_ZLIB:
+			ok = inflate_zlib(in, inlen, &buf, err);
+			break;
+		case RMQ_COMPRESSION_LZ4:
+			ok = inflate_lz4(in, inlen, &buf, err);
+			break;
+		case RMQ_COMPRESSION_ZSTD:
+			ok = inflate_zstd(in, inlen, &buf, err);
+			break;
+		default:
+			*err = psprintf("unknown compression type 0x%x",
+							sysflag & RMQ_SYSFLAG_COMPRESSION_MASK);
+			ok = false;
+	}
+	if (!ok)
+	{
+		pfree(buf.data);
+		return false;
+	}
+	*out = buf.data;
+	*outlen = buf.len;
+	return true;
+}
+
+bool
+rmq_compress_zlib(const char *in, size_t inlen, StringInfo out)
+{
+	uLongf		bound = compressBound((uLong) inlen);
+
+	enlargeStringInfo(out, (int) bound);
+	/* Level 5 is the Java producer's default. */
+	if (compress2((Bytef *) out->data + out->len, &bound, (const Bytef *) in,
+				  (uLong) inlen, 5) != Z_OK)
+		return false;
+	out->len += (int) bound;
+	return true;
+}
+
+static bool
+decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, char **err)
+{
+	Reader		r = {p, 4, end, true};
+	uint32		magic;
+	uint32		crc;
+	uint32		bodylen;
+	uint32		topiclen;
+	int16		proplen;
+	unsigned char idbuf[32];
+	size_t		idlen = 0;
+
+	memset(m, 0, sizeof(*m));
+	magic = rd32(&r);
+	if (r.ok && magic != MAGIC_V1 && magic != MAGIC_V2)
+	{
+		*err = psprintf("bad message magic code 0x%08X", magic);
+		return false;
+	}
+	crc = rd32(&r);
+	m->queue_id = (int32) rd32(&r);
+	m->flag = (int32) rd32(&r);
+	m->queue_offset = rd64(&r);
+	m->physical_offset = rd64(&r);
+	m->sysflag = (int32) rd32(&r);
+	m->born_timestamp = rd64(&r);
+	rd_host(&r, (m->sysflag & RMQ_SYSFLAG_BORNHOST_V6) != 0, m->born_host,
+			sizeof(m->born_host), NULL, NULL);
+	m->store_timestamp = rd64(&r);
+	rd_host(&r, (m->sysflag & RMQ_SYSFLAG_STOREHOST_V6) != 0, m->store_host,
+			sizeof(m->store_host), idbuf, &idlen);
+	m->reconsume_times = (int32) rd32(&r);
+	m->prepared_tx_offset = rd64(&r);
+	bodylen = rd32(&r);
+	if (!r.ok || bodylen > r.end - r.pos)
+		goto trunc;
+	m->body = (const char *) p + r.pos;
+	m->body_len = bodylen;
+	r.pos += bodylen;
+	if (magic == MAGIC_V1)
+	{
+		if (!need(&r, 1))
+			goto trunc;
+		topiclen = p[r.pos++];
+	}
+	else
+		topiclen = rd16(&r);
+	if (!r.ok || topiclen > r.end - r.pos)
+		goto trunc;
+	m->topic = pnstrdup((const char *) p + r.pos, topiclen);
+	r.pos += topiclen;
+	proplen = (int16) rd16(&r);
+	if (!r.ok || proplen < 0 || (size_t) proplen > r.end - r.pos)
+		goto trunc;
+	rmq_props_parse((const char *) p + r.pos, proplen, &m->nprops,
+					&m->prop_keys, &m->prop_values);
+
+	/* offsetMsgId = store host address + port + commit-log offset */
+	for (int i = 0; i < 8; i++)
+		idbuf[idlen + i] = (unsigned char) ((uint64) m->physical_offset >> (56 - 8 * i));
+	rmq_hex(idbuf, idlen + 8, m->msg_id);
+
+	if (check_crc && rmq_crc32(m->body, m->body_len) != (crc & 0x7FFFFFFF))
+	{
+		*err = psprintf("body CRC mismatch for message at queue offset " INT64_FORMAT,
+						m->queue_offset);
+		return false;
+	}
+	if (m->sysflag & RMQ_SYSFLAG_COMPRESSED)
+	{
+		char	   *out;
+		size_t		outlen;
+
+		if (!rmq_decompress(m->sysflag, m->body, m->body_len, &out, &outlen, err))
+			return false;
+		m->body = out;
+		m->body_len = (uint32) outlen;
+	}
+	return true;
+trunc:
+	*err = pstrdup("message record truncated");
+	return false;
+}
+
+bool
+rmq_decode_messages(const char *buf, size_t len, bool check_crc,
+					RmqMessage **msgs, int *nmsgs, char **err)
+{
+	const unsigned char *p = (const unsigned char *) buf;
+	size_t		pos = 0;
+	int			cap = *nmsgs;
+
+	while (pos < len)
+	{
+		uint32		total;
+
+		if (len - pos < 4)
+		{
+			*err = pstrdup("trailing bytes after last message");
+			return false;
+		}
+		total = ((uint32) p[pos] << 24) | ((uint32) p[pos + 1] << 16) |
+			((uint32) p[pos + 2] << 8) | p[pos + 3];
+		/* 91 bytes is the smallest possible V1 record. */
+		if (total < 91 || total > len - pos)
+		{
+			*err = psprintf("message record size %u invalid with %zu bytes left",
+							total, len - pos);
+			return false;
+		}
+		if (*nmsgs == cap)
+		{
+			cap = cap < 16 ? 32 : cap * 2;
+			*msgs = (*msgs == NULL) ? palloc(sizeof(RmqMessage) * cap)
+				: repalloc(*msgs, sizeof(RmqMessage) * cap);
+		}
+		if (!decode_one(p + pos, total, check_crc, &(*msgs)[*nmsgs], err))
+			return false;
+		(*nmsgs)++;
+		pos += total;
+	}
+	return true;
+}

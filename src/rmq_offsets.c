@@ -1,0 +1,232 @@
+/*
+ * rmq_offsets.c — a consumer group's offsets on the broker.
+ *
+ * rmq_commit_offsets() records offsets in the caller's transaction and
+ * sends them to the broker only once that transaction has committed: a
+ * rolled-back transaction (or subtransaction) never moves the broker's
+ * offsets.  The broker's copy is advisory; what it gets is `until`, the
+ * next offset to read, never `until - 1`.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "rmq_client.h"
+#include "rmq_sql.h"
+
+typedef struct PendingCommit
+{
+	char	   *group;
+	RmqRange	r;
+	char	   *addr;
+	RmqOptions	opts;
+	int			nest_level;
+	struct PendingCommit *next;
+} PendingCommit;
+
+/* Lives in TopTransactionContext; forgotten at end of transaction. */
+static PendingCommit *pending = NULL;
+
+/*
+ * The transaction is already committed: an error here must not escape (it
+ * would become a PANIC).  Catch it, restore the interrupt holdoff that
+ * errfinish() cleared, and report a warning instead.
+ */
+static void
+flush_one(PendingCommit *p)
+{
+	uint32		save_holdoff = InterruptHoldoffCount;
+	uint32		save_cancel_holdoff = QueryCancelHoldoffCount;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		rmq_update_consumer_offset(&p->opts, p->addr, p->group, p->r.topic, p->r.broker,
+								   p->r.queue_id, p->r.until);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		InterruptHoldoffCount = save_holdoff;
+		QueryCancelHoldoffCount = save_cancel_holdoff;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not commit offset " INT64_FORMAT " of queue %d of broker \"%s\" for group \"%s\" to RocketMQ",
+						p->r.until, p->r.queue_id, p->r.broker, p->group),
+				 errdetail("%s", ed->message)));
+	}
+	PG_END_TRY();
+}
+
+static void
+flush_pending(void)
+{
+	PendingCommit *list = pending;
+	PendingCommit *rev = NULL;
+
+	pending = NULL;
+	/* The list was built newest first; send oldest first so the last wins. */
+	while (list)
+	{
+		PendingCommit *nx = list->next;
+
+		list->next = rev;
+		rev = list;
+		list = nx;
+	}
+	for (PendingCommit *p = rev; p; p = p->next)
+		flush_one(p);
+}
+
+static void
+xact_cb(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has committed RocketMQ offsets")));
+			break;
+		case XACT_EVENT_COMMIT:
+			if (pending)
+				flush_pending();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			pending = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+subxact_cb(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	PendingCommit **pp = &pending;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	while (*pp)
+	{
+		PendingCommit *p = *pp;
+
+		if (p->nest_level >= level)
+		{
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+			{
+				*pp = p->next;
+				continue;
+			}
+			p->nest_level = level - 1;
+		}
+		pp = &p->next;
+	}
+}
+
+void
+rmq_offsets_init(void)
+{
+	RegisterXactCallback(xact_cb, NULL);
+	RegisterSubXactCallback(subxact_cb, NULL);
+}
+
+PG_FUNCTION_INFO_V1(rmq_commit_offsets);
+Datum
+rmq_commit_offsets(PG_FUNCTION_ARGS)
+{
+	char	   *group = rmq_text_arg(fcinfo, 0, "consumer_group");
+	RmqRange   *ranges;
+	RmqOptions	o;
+	int			n;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("offset ranges must not be null")));
+	rmq_options_init(&o, PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2));
+	ranges = rmq_ranges_from_array(PG_GETARG_ARRAYTYPE_P(1), &n);
+	for (int i = 0; i < n; i++)
+	{
+		const char *addr = rmq_broker_addr(&o, ranges[i].topic, ranges[i].broker);
+		const RmqQueueData *qd = rmq_route_queue(rmq_route(&o, ranges[i].topic, false), ranges[i].broker);
+		MemoryContext old;
+		PendingCommit *p;
+
+		if (qd == NULL || ranges[i].queue_id >= qd->read_queue_nums)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("queue %d of broker \"%s\" does not exist for topic \"%s\"",
+							ranges[i].queue_id, ranges[i].broker, ranges[i].topic)));
+		old = MemoryContextSwitchTo(TopTransactionContext);
+		p = palloc0(sizeof(PendingCommit));
+		p->group = pstrdup(group);
+		p->r.topic = pstrdup(ranges[i].topic);
+		p->r.broker = pstrdup(ranges[i].broker);
+		p->r.queue_id = ranges[i].queue_id;
+		p->r.from = ranges[i].from;
+		p->r.until = ranges[i].until;
+		p->addr = pstrdup(addr);
+		p->opts = o;
+		p->opts.namesrv_addr = pstrdup(o.namesrv_addr);
+		p->opts.tag_filter = NULL;
+		p->nest_level = GetCurrentTransactionNestLevel();
+		p->next = pending;
+		pending = p;
+		MemoryContextSwitchTo(old);
+	}
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(rmq_committed_offsets);
+Datum
+rmq_committed_offsets(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *group = rmq_text_arg(fcinfo, 0, "consumer_group");
+	char	   *topic = rmq_text_arg(fcinfo, 1, "topic");
+	RmqOptions	o;
+	RmqRoute   *route;
+
+	rmq_options_init(&o, PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_JSONB_P(2) : NULL);
+	InitMaterializedSRF(fcinfo, 0);
+	route = rmq_route(&o, topic, true);
+	for (int i = 0; i < route->nqueues; i++)
+	{
+		const RmqQueueData *qd = &route->queues[i];
+		const char *addr = rmq_route_broker_addr(route, qd->broker_name);
+
+		if (addr == NULL || !(qd->perm & RMQ_PERM_READ))
+			continue;
+		addr = pstrdup(addr);
+		for (int q = 0; q < qd->read_queue_nums; q++)
+		{
+			Datum		v[3];
+			bool		nulls[3] = {false};
+			int64		off;
+
+			v[0] = CStringGetTextDatum(qd->broker_name);
+			v[1] = Int32GetDatum(q);
+			if (rmq_query_consumer_offset(&o, addr, group, topic, qd->broker_name, q, &off))
+				v[2] = Int64GetDatum(off);
+			else
+				nulls[2] = true;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+		}
+	}
+	return (Datum) 0;
+}

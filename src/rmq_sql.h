@@ -1,0 +1,31 @@
+/*
+ * rmq_sql.h — helpers shared by the SQL-callable functions.
+ */
+#ifndef RMQ_SQL_H
+#define RMQ_SQL_H
+
+#include "postgres.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/timestamp.h"
+
+/* rmq_offset_range: [from_offset, until_offset) of one queue. */
+typedef struct RmqRange
+{
+	char	   *topic;
+	char	   *broker;
+	int32		queue_id;
+	int64		from;
+	int64		until;
+} RmqRange;
+
+extern RmqRange *rmq_ranges_from_array(ArrayType *arr, int *n);
+extern void rmq_check_range(const RmqRange *r, int index);
+extern char *rmq_text_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+
+extern void rmq_offsets_init(void);
+
+extern TimestampTz rmq_ms_to_timestamptz(int64 ms);
+extern int64 rmq_timestamptz_to_ms(TimestampTz ts);
+
+#endif
