@@ -9,7 +9,7 @@ CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # pg_regress runs against a real broker; see test/run-regress.sh.
-REGRESS = $(basename $(notdir $(sort $(wildcard sql/*.sql))))
+REGRESS = $(shell grep -v "^#" test/regress_schedule)
 
 WARN = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-cast-function-type
@@ -23,6 +23,9 @@ SHLIB_LINK = -lz -llz4 -lzstd
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies unless PostgreSQL was configured so.
+$(OBJS): $(wildcard src/*.h)
 
 # ---- codec unit tests and fuzzers: no server, libpgcommon for palloc ----
 FE_CFLAGS = -DFRONTEND -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) $(WARN)

@@ -95,7 +95,7 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 {
 	static const char *const known[] = {
 		"namesrv_addr", "pull_batch_size", "pull_timeout", "request_timeout",
-		"check_crc", "fail_on_data_loss", "tag_filter", NULL
+		"check_crc", "fail_on_data_loss", "tag_filter", "queue_id", "broker", NULL
 	};
 
 	o->namesrv_addr = rmq_namesrv_addr;
@@ -105,6 +105,8 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 	o->check_crc = rmq_check_crc;
 	o->fail_on_data_loss = true;
 	o->tag_filter = NULL;
+	o->queue_id = -1;
+	o->broker = NULL;
 	if (opts == NULL)
 		goto check;
 	if (!JB_ROOT_IS_OBJECT(opts))
@@ -131,7 +133,7 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unrecognized option \"%s\"", k),
-							 errhint("Valid options are namesrv_addr, pull_batch_size, pull_timeout, request_timeout, check_crc, fail_on_data_loss and tag_filter.")));
+							 errhint("Valid options are namesrv_addr, pull_batch_size, pull_timeout, request_timeout, check_crc, fail_on_data_loss, tag_filter, queue_id and broker.")));
 			}
 		}
 	}
@@ -143,6 +145,8 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 	o->check_crc = bool_opt(opts, "check_crc", o->check_crc);
 	o->fail_on_data_loss = bool_opt(opts, "fail_on_data_loss", true);
 	o->tag_filter = jsonb_text_opt(opts, "tag_filter");
+	o->queue_id = int_opt(opts, "queue_id", -1, 0, 65535);
+	o->broker = jsonb_text_opt(opts, "broker");
 check:
 	if (o->namesrv_addr == NULL || o->namesrv_addr[0] == '\0')
 		ereport(ERROR,
@@ -203,7 +207,7 @@ rmq_namesrv_rpc(const char *namesrv, RmqCommand *req, int timeout_ms, RmqCommand
 
 			MemoryContextSwitchTo(cxt);
 			ed = CopyErrorData();
-			if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE || i == n - 1)
+			if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE || n == 1)
 				PG_RE_THROW();
 			FlushErrorState();
 			lasterr = ed->message;
@@ -215,7 +219,10 @@ rmq_namesrv_rpc(const char *namesrv, RmqCommand *req, int timeout_ms, RmqCommand
 			return;
 		}
 	}
-	elog(ERROR, "no name server answered: %s", lasterr ? lasterr : "?");
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("could not reach any RocketMQ name server of \"%s\"", namesrv),
+			 errdetail("Last error: %s", lasterr ? lasterr : "none")));
 }
 
 RmqRoute *

@@ -28,6 +28,8 @@ typedef struct RmqOptions
 	bool		check_crc;
 	bool		fail_on_data_loss;
 	const char *tag_filter;		/* NULL or "*" = everything */
+	int			queue_id;		/* rmq_send: -1 = round robin */
+	const char *broker;			/* rmq_send: NULL = any */
 } RmqOptions;
 
 extern void rmq_options_init(RmqOptions *o, Jsonb *opts);

@@ -224,6 +224,23 @@ send_with_retry(const RmqOptions *o, const char *topic, bool batch, int32 sysfla
 	PubQueue   *qs = publish_queues(route, &nq);
 	const char *last_broker = NULL;
 
+	if (o->queue_id >= 0 || o->broker)
+	{
+		/* A chosen queue (ordered messages): no retry elsewhere. */
+		int			k = 0;
+
+		for (int i = 0; i < nq; i++)
+			if ((o->queue_id < 0 || qs[i].qid == o->queue_id) &&
+				(o->broker == NULL || strcmp(qs[i].broker, o->broker) == 0))
+				qs[k++] = qs[i];
+		if (k == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 o->broker ? errmsg("RocketMQ topic \"%s\" has no writable queue %d on broker \"%s\"",
+										topic, o->queue_id, o->broker)
+					 : errmsg("RocketMQ topic \"%s\" has no writable queue %d", topic, o->queue_id)));
+		nq = k;
+	}
 	if (nq == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -303,6 +320,11 @@ rmq_send(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("body must not be null")));
 	body = PG_GETARG_BYTEA_PP(1);
+	if (VARSIZE_ANY_EXHDR(body) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("message body must not be empty"),
+				 errdetail("RocketMQ does not store messages without a body.")));
 	rmq_options_init(&o, PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5));
 	initStringInfo(&pstr);
 	build_props(&pstr, props, tags, keys, uniq);
@@ -381,6 +403,11 @@ rmq_send_batch(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("body %d of the batch is null", i + 1)));
 		b = DatumGetByteaPP(bodies[i]);
+		if (VARSIZE_ANY_EXHDR(b) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("body %d of the batch is empty", i + 1),
+					 errdetail("RocketMQ does not store messages without a body.")));
 		initStringInfo(&pstr);
 		build_props(&pstr, props, tags,
 					keys && !knulls[i] ? TextDatumGetCString(keys[i]) : NULL, uniq);
