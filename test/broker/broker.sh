@@ -4,9 +4,12 @@
 #
 #   broker.sh start                    start (no-op if already running)
 #   broker.sh stop                     stop both processes (TERM, then KILL)
-#   broker.sh status                   exit 0 if both are running
+#   broker.sh status                   exit 0 if both are running, else 3
 #   broker.sh create-topic T [QUEUES]  create topic T (default 8 r/w queues)
-#   broker.sh env                      print export lines for tests
+#                                      and wait for its route; with
+#                                      RMQ_USE_MQADMIN=1 via mqadmin updateTopic
+#   broker.sh env                      print export lines for tests, e.g.
+#                                      eval "$(test/broker/broker.sh env)"
 #
 # Environment (defaults):
 #   RMQ_HOME=/tmp/rmq_stream_broker   state: configs, store, logs, pid files
@@ -15,9 +18,11 @@
 #   RMQ_LIB=$HOME/.cache/rocketmq_stream/lib
 #   RMQ_START_TIMEOUT=120             seconds
 #
-# Everything listens on 127.0.0.1 and lives under RMQ_HOME (user.home is
-# pointed there too, so RocketMQ's ${user.home}/logs and ~/store defaults never
-# touch the real home directory).
+# Everything listens on 127.0.0.1 (the HA port via LoopbackHAService.java)
+# and lives under RMQ_HOME: configs, store/, logs/ (*.out = stdout,
+# rocketmqlogs/ = RocketMQ's own logs), *.pid.  user.home is pointed there
+# too, so RocketMQ's ${user.home}/logs and ~/store defaults never touch the
+# real home directory.  start and stop lock RMQ_HOME against each other.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,9 +42,12 @@ die() { echo "broker.sh: $*" >&2; exit 1; }
 
 # Common JVM flags.  rocketmq.home.dir must be set or the mains exit with -2;
 # nothing is read from it.
+# java.io.tmpdir: the servers' permissive-TLS set-up writes a self-signed
+# key and certificate there on every start, and never removes them.
 jvm_common=(
     -Duser.home="$RMQ_HOME"
     -Drocketmq.home.dir="$RMQ_HOME"
+    -Djava.io.tmpdir="$RMQ_HOME/tmp"
     -Dfile.encoding=UTF-8
     -XX:+UseG1GC
     -XX:-OmitStackTraceInFastThrow
@@ -56,15 +64,17 @@ jvm_opens=(
 # Is something accepting connections on 127.0.0.1:$1?  (bash /dev/tcp, no deps)
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Is the process in pid file $1 alive and really our java main $2?  Checking
-# the command line guards against a recycled pid after a reboot or crash.
+# Is the process in pid file $1 alive and really our java main $2, started
+# for this RMQ_HOME?  Checking the command line guards against a recycled pid
+# (after a crash or reboot) that now belongs to someone else's process.
 pid_alive() {
-    local f=$1 main=$2 pid
+    local f=$1 main=$2 pid cmd
     [[ -f $f ]] || return 1
     pid=$(<"$f")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$main"
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$main"* && $cmd == *"-c $RMQ_HOME/"* ]]
 }
 
 # During start-up the pid may still be the subshell or nohup that is about to
@@ -92,15 +102,23 @@ build_ext() {
 
 show_logs() {
     local f
-    for f in "$logs"/namesrv.out "$logs"/broker.out "$logs"/rocketmqlogs/broker.log "$logs"/rocketmqlogs/namesrv.log; do
+    for f in "$logs"/namesrv.out "$logs"/broker.out "$logs"/rocketmqlogs/namesrv.log "$logs"/rocketmqlogs/broker.log; do
         [[ -f $f ]] || continue
-        echo "----- tail $f" >&2
-        tail -n 30 "$f" >&2
+        echo "----- tail of $f" >&2
+        # The probes' connections fill the logs with Netty pipeline lines.
+        grep -v -e 'PIPELINE' -e '|-INFO in ' "$f" | tail -n 20 >&2 || true
     done
 }
 
+# Start-up failed: show why, and do not leave half a test bed running.
+fail_start() {
+    show_logs
+    cmd_stop >/dev/null 2>&1 || true
+    die "$@"
+}
+
 write_configs() {
-    mkdir -p "$logs" "$RMQ_HOME/store" "$RMQ_HOME/namesrv"
+    mkdir -p "$logs" "$RMQ_HOME/store" "$RMQ_HOME/namesrv" "$RMQ_HOME/tmp"
     cat >"$RMQ_HOME/namesrv.conf" <<EOF
 listenPort=$RMQ_NAMESRV_PORT
 bindAddress=127.0.0.1
@@ -137,7 +155,7 @@ EOF
 }
 
 start_java() {  # start_java NAME MAIN JVM-ARGS... -- PROGRAM-ARGS...
-    local name=$1 main=$2 cp=$RMQ_LIB/*; shift 2
+    local name=$1 main=$2 cp="$RMQ_LIB/*"; shift 2
     if [[ $name == broker ]]; then cp=$RMQ_HOME/ext:$cp; fi
     local -a jvm=() prog=()
     while (($#)) && [[ $1 != -- ]]; do jvm+=("$1"); shift; done
@@ -194,9 +212,9 @@ cmd_start() {
     # was up first), and otherwise only 10 s later; the probe makes the broker
     # register again (see rmq_probe.py).
     until python3 "$here/rmq_probe.py" --timeout 1 --nudge cluster "$namesrv_addr" "$broker_name" "$broker_addr" 2>/dev/null; do
-        pid_alive "$RMQ_HOME/namesrv.pid" NamesrvStartup || { show_logs; die "name server exited during start-up"; }
-        pid_alive "$RMQ_HOME/broker.pid" BrokerStartup || { show_logs; die "broker exited during start-up"; }
-        ((SECONDS < deadline)) || { show_logs; die "broker not registered with the name server within ${RMQ_START_TIMEOUT}s"; }
+        proc_alive "$RMQ_HOME/namesrv.pid" || fail_start "name server exited during start-up"
+        proc_alive "$RMQ_HOME/broker.pid" || fail_start "broker exited during start-up"
+        ((SECONDS < deadline)) || fail_start "broker not registered with the name server within ${RMQ_START_TIMEOUT}s"
     done
     echo "broker.sh: started in $((SECONDS - t0))s (namesrv $namesrv_addr, broker $broker_name $broker_addr, home $RMQ_HOME)" >&2
 }

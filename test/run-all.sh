@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian bookworm machine (as root):
+# installs what is missing, builds and installs the extension, starts a
+# private RocketMQ name server and broker on loopback with an empty store,
+# then runs codec unit tests, bounded fuzzing seeded with frames captured
+# from that broker, pg_regress and the TAP tests.  Stops the broker by pid.
+#
+#   FUZZ_SECONDS   per fuzz target (default 30)
+set -uo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+# Jars live where the unprivileged test user can read them.
+export RMQ_LIB=${RMQ_LIB:-/var/cache/rocketmq_stream/lib}
+# A broker of our own, away from the demo's default ports.
+export RMQ_HOME=${RMQ_TEST_HOME:-/tmp/rmq_stream_test}
+export RMQ_NAMESRV_PORT=19876 RMQ_BROKER_PORT=20911
+export RMQ_NAMESRV=127.0.0.1:$RMQ_NAMESRV_PORT
+
+passed=0 failed=0 failures=()
+stage() {  # stage NAME COMMAND...
+    local name=$1; shift
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1)); echo "=== $name: ok"
+    else
+        failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED"
+    fi
+}
+
+bash scripts/install-deps.sh || { echo "run-all: could not install dependencies" >&2; exit 1; }
+make -s clean >/dev/null
+make -s && make -s install || { echo "run-all: build failed" >&2; exit 1; }
+
+broker=test/broker/broker.sh
+bash "$broker" stop >/dev/null 2>&1
+rm -rf "$RMQ_HOME/store"
+trap 'bash "$top/$broker" stop' EXIT
+bash "$broker" start || { echo "run-all: the broker did not start" >&2; exit 1; }
+
+stage "codec unit tests" make -s unit
+captured=$(mktemp -d /tmp/rmq_captured.XXXXXX)
+stage "seed capture from the real broker" python3 test/fuzz/capture_seeds.py \
+    "$RMQ_NAMESRV" "127.0.0.1:$RMQ_BROKER_PORT" rmq_seed_topic "$captured"
+stage "bounded fuzzing" env FUZZ_CAPTURED="$captured" bash test/run-fuzz.sh "${FUZZ_SECONDS:-30}"
+stage "pg_regress" bash test/run-regress.sh
+stage "TAP" bash test/run-tap.sh
+rm -rf "$captured"
+
+echo
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "suites: $passed passed, $failed failed"
+((failed == 0))
