@@ -24,12 +24,17 @@ RELEASE b;
 COMMIT;
 SELECT broker_offset AS after_savepoints FROM rmq_committed_offsets('rt_offsets', 'rt_one');
 
--- The later of two commits to one queue wins.
+-- Ranges chain: each must start where the stored offset ends, so a range
+-- can be neither repeated nor skipped, in one transaction or across them.
 BEGIN;
 SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 9, 10)]);
-SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 9, 9)]);
+SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 10, 10)]);
 COMMIT;
-SELECT broker_offset AS last_wins FROM rmq_committed_offsets('rt_offsets', 'rt_one');
+SELECT broker_offset AS chained FROM rmq_committed_offsets('rt_offsets', 'rt_one');
+SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 5, 10)]);
+SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 11, 12)]);
+SELECT consumer_group, topic, broker, queue_id, next_offset FROM rmq_offset
+WHERE consumer_group = 'rt_offsets';
 
 -- Results and offsets committed together, as a Spark job would with foreachRDD.
 CREATE TEMP TABLE results (queue_offset bigint, body text);
@@ -44,6 +49,6 @@ FROM results;
 
 -- Offsets cannot ride on a prepared transaction.
 BEGIN;
-SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 1)]);
+SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 10, 10)]);
 PREPARE TRANSACTION 'rt_p';
 SELECT broker_offset AS after_prepare FROM rmq_committed_offsets('rt_offsets', 'rt_one');

@@ -33,8 +33,8 @@ typedef struct RouteEntry
 static RouteEntry *routes = NULL;
 static int	namesrv_rotor = 0;
 
-static const char *
-jsonb_text_opt(Jsonb *opts, const char *key)
+const char *
+rmq_jsonb_text(Jsonb *opts, const char *key)
 {
 	JsonbValue	k,
 			   *v;
@@ -59,7 +59,7 @@ jsonb_text_opt(Jsonb *opts, const char *key)
 static int
 int_opt(Jsonb *opts, const char *key, int def, int min, int max)
 {
-	const char *s = jsonb_text_opt(opts, key);
+	const char *s = rmq_jsonb_text(opts, key);
 	char	   *end;
 	long		v;
 
@@ -78,7 +78,7 @@ int_opt(Jsonb *opts, const char *key, int def, int min, int max)
 static bool
 bool_opt(Jsonb *opts, const char *key, bool def)
 {
-	const char *s = jsonb_text_opt(opts, key);
+	const char *s = rmq_jsonb_text(opts, key);
 	bool		v;
 
 	if (s == NULL)
@@ -137,16 +137,16 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 			}
 		}
 	}
-	if (jsonb_text_opt(opts, "namesrv_addr"))
-		o->namesrv_addr = jsonb_text_opt(opts, "namesrv_addr");
+	if (rmq_jsonb_text(opts, "namesrv_addr"))
+		o->namesrv_addr = rmq_jsonb_text(opts, "namesrv_addr");
 	o->pull_batch_size = int_opt(opts, "pull_batch_size", o->pull_batch_size, 1, 1024);
 	o->pull_timeout_ms = int_opt(opts, "pull_timeout", o->pull_timeout_ms, 0, 3600000);
 	o->request_timeout_ms = int_opt(opts, "request_timeout", o->request_timeout_ms, 1, 3600000);
 	o->check_crc = bool_opt(opts, "check_crc", o->check_crc);
 	o->fail_on_data_loss = bool_opt(opts, "fail_on_data_loss", true);
-	o->tag_filter = jsonb_text_opt(opts, "tag_filter");
+	o->tag_filter = rmq_jsonb_text(opts, "tag_filter");
 	o->queue_id = int_opt(opts, "queue_id", -1, 0, 65535);
-	o->broker = jsonb_text_opt(opts, "broker");
+	o->broker = rmq_jsonb_text(opts, "broker");
 check:
 	if (o->namesrv_addr == NULL || o->namesrv_addr[0] == '\0')
 		ereport(ERROR,

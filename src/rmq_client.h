@@ -33,6 +33,8 @@ typedef struct RmqOptions
 } RmqOptions;
 
 extern void rmq_options_init(RmqOptions *o, Jsonb *opts);
+/* A scalar of a jsonb object as text, NULL if absent or null. */
+extern const char *rmq_jsonb_text(Jsonb *obj, const char *key);
 
 typedef struct RmqConn RmqConn;
 
@@ -40,6 +42,7 @@ extern RmqConn *rmq_conn_get(const char *addr, int timeout_ms);
 extern const char *rmq_conn_addr(RmqConn *c);
 extern int32 rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline);
 extern void rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp);
+extern bool rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqCommand *resp);
 extern void rmq_conn_done(RmqConn *c);
 extern void rmq_conn_discard(RmqConn *c);
 extern void rmq_conn_reset_all(void);

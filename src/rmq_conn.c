@@ -92,24 +92,29 @@ rmq_conn_reset_all(void)
 }
 
 /*
- * Wait until the socket is ready for `events` or the deadline passes.
- * Raises an error on timeout, after discarding the connection.
+ * Wait until the socket is ready for `events`.  Returns false once `soft`
+ * passes (0: no soft limit); raises an error, after discarding the
+ * connection, once the hard deadline passes.
  */
-static void
-conn_wait(RmqConn *c, uint32 events, TimestampTz deadline, const char *what)
+static bool
+conn_wait(RmqConn *c, uint32 events, TimestampTz soft, TimestampTz deadline, const char *what)
 {
 	WaitEvent	ev;
 
 	ModifyWaitEvent(c->wes, c->sock_pos, events, NULL);
 	for (;;)
 	{
-		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz until = (soft != 0 && soft < deadline) ? soft : deadline;
+		long		timeout = TimestampDifferenceMilliseconds(now, until);
 		int			rc;
 
 		if (timeout <= 0)
 		{
 			char		addr[256];
 
+			if (until == soft)
+				return false;
 			strlcpy(addr, c->addr, sizeof(addr));
 			rmq_conn_discard(c);
 			ereport(ERROR,
@@ -121,7 +126,7 @@ conn_wait(RmqConn *c, uint32 events, TimestampTz deadline, const char *what)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (rc > 0 && (ev.events & events))
-			return;
+			return true;
 	}
 }
 
@@ -204,7 +209,7 @@ conn_open(const char *addr, int timeout_ms)
 		conn_fail(c, "connect to", errno);
 	if (rc < 0)
 	{
-		conn_wait(c, WL_SOCKET_WRITEABLE, rmq_deadline(timeout_ms), "connecting to");
+		(void) conn_wait(c, WL_SOCKET_WRITEABLE, 0, rmq_deadline(timeout_ms), "connecting to");
 		if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
 			soerr = errno;
 		if (soerr != 0)
@@ -294,7 +299,7 @@ rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			conn_wait(c, WL_SOCKET_WRITEABLE, deadline, "sending to");
+			(void) conn_wait(c, WL_SOCKET_WRITEABLE, 0, deadline, "sending to");
 		else if (n < 0 && errno == EINTR)
 			continue;
 		else
@@ -304,9 +309,9 @@ rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
 	return cmd->opaque;
 }
 
-/* Fill rbuf until it holds at least `want` unconsumed bytes. */
-static void
-conn_fill(RmqConn *c, int want, TimestampTz deadline)
+/* Fill rbuf until it holds `want` unconsumed bytes; false if `soft` passed. */
+static bool
+conn_fill(RmqConn *c, int want, TimestampTz soft, TimestampTz deadline)
 {
 	while (c->rbuf.len - c->rpos < want)
 	{
@@ -332,10 +337,29 @@ conn_fill(RmqConn *c, int want, TimestampTz deadline)
 		else if (n == 0)
 			conn_fail(c, "receive from", 0);
 		else if (errno == EAGAIN || errno == EWOULDBLOCK)
-			conn_wait(c, WL_SOCKET_READABLE, deadline, "waiting for a response from");
+		{
+			if (!conn_wait(c, WL_SOCKET_READABLE, soft, deadline, "waiting for a response from"))
+				return false;
+		}
 		else if (errno != EINTR)
 			conn_fail(c, "receive from", errno);
 	}
+	return true;
+}
+
+static void
+conn_protocol_error(RmqConn *c, const char *err) pg_attribute_noreturn();
+static void
+conn_protocol_error(RmqConn *c, const char *err)
+{
+	char		addr[256];
+
+	strlcpy(addr, c->addr, sizeof(addr));
+	rmq_conn_discard(c);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("invalid frame from RocketMQ at %s", addr),
+			 errdetail("%s", err)));
 }
 
 static void
@@ -355,10 +379,11 @@ conn_reply_unsupported(RmqConn *c, const RmqCommand *req, TimestampTz deadline)
 /*
  * Receive the next response frame.  Requests the server sends us (consumer
  * list changes, transaction checks) are oneway or answered "not supported".
- * The frame is copied into CurrentMemoryContext.
+ * The frame is copied into CurrentMemoryContext.  Returns false if `soft`
+ * (0: none) passes first; the connection stays usable.
  */
-void
-rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp)
+bool
+rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqCommand *resp)
 {
 	for (;;)
 	{
@@ -367,41 +392,31 @@ rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp)
 		char	   *frame;
 
 		CHECK_FOR_INTERRUPTS();
-		conn_fill(c, 4, deadline);
+		if (!conn_fill(c, 4, soft, deadline))
+			return false;
 		if (!rmq_frame_length((unsigned char *) c->rbuf.data + c->rpos, &len, &err))
-		{
-			char		addr[256];
-
-			strlcpy(addr, c->addr, sizeof(addr));
-			rmq_conn_discard(c);
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("invalid frame from RocketMQ at %s", addr),
-					 errdetail("%s", err)));
-		}
-		conn_fill(c, 4 + len, deadline);
+			conn_protocol_error(c, err);
+		if (!conn_fill(c, 4 + len, soft, deadline))
+			return false;
 		frame = palloc(len);
 		memcpy(frame, c->rbuf.data + c->rpos + 4, len);
 		c->rpos += 4 + len;
 		if (c->rpos == c->rbuf.len)
 			c->rpos = c->rbuf.len = 0;
 		if (!rmq_frame_decode(frame, len, resp, &err))
-		{
-			char		addr[256];
-
-			strlcpy(addr, c->addr, sizeof(addr));
-			rmq_conn_discard(c);
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("invalid frame from RocketMQ at %s", addr),
-					 errdetail("%s", err)));
-		}
+			conn_protocol_error(c, err);
 		if (resp->flag & RMQ_FLAG_RESPONSE)
-			return;
+			return true;
 		if (!(resp->flag & RMQ_FLAG_ONEWAY))
 			conn_reply_unsupported(c, resp, deadline);
 		pfree(frame);
 	}
+}
+
+void
+rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp)
+{
+	(void) rmq_conn_recv_soft(c, 0, deadline, resp);
 }
 
 void

@@ -112,7 +112,17 @@ parse_string(JParser *p)
 		char		c = p->s[p->pos++];
 
 		if (c == quote)
-			return buf.data;
+		{
+			/*
+			 * initStringInfo starts at 1 KiB: keep only what the string
+			 * needs, or "" costs 1 KiB per 2 input bytes.
+			 */
+			char	   *r = palloc(buf.len + 1);
+
+			memcpy(r, buf.data, buf.len + 1);
+			pfree(buf.data);
+			return r;
+		}
 		if (c == '\0')
 		{
 			/* Strings become C strings; a NUL would silently truncate. */

@@ -181,11 +181,40 @@ rmq_msg_prop(const RmqMessage *m, const char *key)
 	return NULL;
 }
 
+/*
+ * Room for the next piece of decompressed output.  Output may grow to
+ * RMQ_MAX_BODY_LEN + 1 bytes: that one byte past the limit is how a body of
+ * exactly the limit is told apart from a bomb, and it keeps the room
+ * returned here > 0 while out->len <= RMQ_MAX_BODY_LEN, so every call of a
+ * decompressor either makes progress or reports why it cannot.  Callers
+ * stop as soon as out->len > RMQ_MAX_BODY_LEN and fail.
+ */
+#define OUT_CHUNK 65536
+
+static size_t
+out_room(StringInfo out)
+{
+	int			cap_left = RMQ_MAX_BODY_LEN + 1 - out->len;	/* >= 1 */
+
+	if (out->maxlen - out->len - 1 < Min(OUT_CHUNK, cap_left))
+		enlargeStringInfo(out, Min(Max(OUT_CHUNK, out->len), cap_left));
+	return (size_t) Min(out->maxlen - out->len - 1, cap_left);
+}
+
+static bool
+body_too_big(StringInfo out, char **err)
+{
+	if (out->len <= RMQ_MAX_BODY_LEN)
+		return false;
+	*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
+	return true;
+}
+
 static bool
 inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
 {
 	z_stream	zs;
-	int			rc = Z_OK;
+	int			rc;
 
 	memset(&zs, 0, sizeof(zs));
 	if (inflateInit(&zs) != Z_OK)
@@ -193,37 +222,27 @@ inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
 		*err = pstrdup("zlib initialisation failed");
 		return false;
 	}
+	/* zlib takes uInt lengths; bodies are < 4 GiB by construction. */
 	zs.next_in = (Bytef *) in;
 	zs.avail_in = (uInt) inlen;
 	do
 	{
-		if (out->maxlen - out->len < 4096)
-		{
-			if (out->len >= RMQ_MAX_BODY_LEN)
-			{
-				inflateEnd(&zs);
-				*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
-				return false;
-			}
-			enlargeStringInfo(out, Min(out->len + 1, RMQ_MAX_BODY_LEN - out->len + 1));
-		}
-		zs.next_out = (Bytef *) out->data + out->len;
-		zs.avail_out = (uInt) Min(out->maxlen - out->len - 1, RMQ_MAX_BODY_LEN - out->len);
-		if (zs.avail_out == 0)
-			continue;
-		{
-			uInt		before = zs.avail_out;
+		uInt		room = (uInt) out_room(out);
 
-			rc = inflate(&zs, Z_NO_FLUSH);
-			out->len += before - zs.avail_out;
-		}
-		if (rc == Z_BUF_ERROR && zs.avail_in == 0)
-			break;				/* truncated input */
-	} while (rc == Z_OK || rc == Z_BUF_ERROR);
+		zs.next_out = (Bytef *) out->data + out->len;
+		zs.avail_out = room;
+		rc = inflate(&zs, Z_NO_FLUSH);
+		out->len += room - zs.avail_out;
+		/* Z_OK means progress was made; with room > 0, Z_BUF_ERROR means
+		 * the input ran out before the end of the stream. */
+	} while (rc == Z_OK && out->len <= RMQ_MAX_BODY_LEN);
 	inflateEnd(&zs);
+	if (body_too_big(out, err))
+		return false;
 	if (rc != Z_STREAM_END)
 	{
-		*err = psprintf("zlib body is corrupt (%d)", rc);
+		*err = rc == Z_BUF_ERROR ? pstrdup("zlib body is truncated")
+			: psprintf("zlib body is corrupt (%d)", rc);
 		return false;
 	}
 	out->data[out->len] = '\0';
@@ -235,29 +254,19 @@ inflate_lz4(const char *in, size_t inlen, StringInfo out, char **err)
 {
 	LZ4F_dctx  *dctx;
 	size_t		pos = 0;
-	size_t		rc = 1;
+	size_t		rc;
 
 	if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
 	{
 		*err = pstrdup("lz4 initialisation failed");
 		return false;
 	}
-	while (pos < inlen && rc != 0)
+	do
 	{
 		size_t		srcsz = inlen - pos;
-		size_t		dstsz;
+		size_t		dstsz = out_room(out);
 
-		if (out->maxlen - out->len < 65536)
-		{
-			if (out->len >= RMQ_MAX_BODY_LEN)
-			{
-				LZ4F_freeDecompressionContext(dctx);
-				*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
-				return false;
-			}
-			enlargeStringInfo(out, Min(65536, RMQ_MAX_BODY_LEN - out->len + 1));
-		}
-		dstsz = Min(out->maxlen - out->len - 1, (size_t) (RMQ_MAX_BODY_LEN - out->len));
+		/* Called with srcsz 0 too: buffered output may still be pending. */
 		rc = LZ4F_decompress(dctx, out->data + out->len, &dstsz, in + pos, &srcsz, NULL);
 		if (LZ4F_isError(rc))
 		{
@@ -265,12 +274,14 @@ inflate_lz4(const char *in, size_t inlen, StringInfo out, char **err)
 			*err = psprintf("lz4 body is corrupt: %s", LZ4F_getErrorName(rc));
 			return false;
 		}
-		if (srcsz == 0 && dstsz == 0)
-			break;
 		pos += srcsz;
 		out->len += dstsz;
-	}
+		if (srcsz == 0 && dstsz == 0)
+			break;				/* no progress: input exhausted */
+	} while (rc != 0 && out->len <= RMQ_MAX_BODY_LEN);
 	LZ4F_freeDecompressionContext(dctx);
+	if (body_too_big(out, err))
+		return false;
 	if (rc != 0)
 	{
 		*err = pstrdup("lz4 body is truncated");
@@ -285,7 +296,7 @@ inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
 {
 	ZSTD_DStream *ds = ZSTD_createDStream();
 	ZSTD_inBuffer ib = {in, inlen, 0};
-	size_t		rc = 1;
+	size_t		rc;
 
 	if (ds == NULL)
 	{
@@ -293,23 +304,13 @@ inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
 		return false;
 	}
 	ZSTD_initDStream(ds);
-	while (ib.pos < ib.size || rc != 0)
+	do
 	{
 		ZSTD_outBuffer ob;
 		size_t		prev_in = ib.pos;
 
-		if (out->maxlen - out->len < 65536)
-		{
-			if (out->len >= RMQ_MAX_BODY_LEN)
-			{
-				ZSTD_freeDStream(ds);
-				*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
-				return false;
-			}
-			enlargeStringInfo(out, Min(65536, RMQ_MAX_BODY_LEN - out->len + 1));
-		}
+		ob.size = out_room(out);	/* may move out->data */
 		ob.dst = out->data + out->len;
-		ob.size = Min(out->maxlen - out->len - 1, (size_t) (RMQ_MAX_BODY_LEN - out->len));
 		ob.pos = 0;
 		rc = ZSTD_decompressStream(ds, &ob, &ib);
 		if (ZSTD_isError(rc))
@@ -321,8 +322,11 @@ inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
 		out->len += ob.pos;
 		if (ob.pos == 0 && ib.pos == prev_in)
 			break;				/* no progress: truncated */
-	}
+		/* rc == 0 ends a frame; further input may hold another frame */
+	} while ((rc != 0 || ib.pos < ib.size) && out->len <= RMQ_MAX_BODY_LEN);
 	ZSTD_freeDStream(ds);
+	if (body_too_big(out, err))
+		return false;
 	if (rc != 0)
 	{
 		*err = pstrdup("zstd body is truncated");

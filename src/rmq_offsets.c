@@ -10,6 +10,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -145,6 +147,53 @@ rmq_offsets_init(void)
 	RegisterSubXactCallback(subxact_cb, NULL);
 }
 
+/*
+ * Record [from, until) in rmq_offset in the caller's transaction.  The range
+ * must start where the stored offset ends; the row stays locked until the
+ * transaction ends, so of two transactions committing overlapping ranges
+ * the second sees the first's offset and fails.  A queue seen for the first
+ * time accepts any start.
+ */
+static void
+store_range(const char *group, const RmqRange *r)
+{
+	Oid			t[6] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID};
+	Datum		v[6] = {CStringGetTextDatum(group), CStringGetTextDatum(r->topic),
+	CStringGetTextDatum(r->broker), Int32GetDatum(r->queue_id), Int64GetDatum(r->until),
+	Int64GetDatum(r->from)};
+	char	   *schema;
+
+	SPI_connect();
+	if (SPI_execute("SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
+					"JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+					"WHERE e.extname = 'rocketmq_stream'", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "rocketmq_stream is not installed in this database");
+	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s.rmq_offset AS o (consumer_group, topic, broker, queue_id, "
+									   "next_offset) VALUES ($1, $2, $3, $4, $5) "
+									   "ON CONFLICT (consumer_group, topic, broker, queue_id) DO UPDATE "
+									   "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+									   "WHERE o.next_offset = $6 RETURNING 1", schema),
+							  6, t, v, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not store offsets");
+	if (SPI_processed != 1)
+	{
+		int64		stored = -1;
+
+		if (SPI_execute_with_args(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 "
+										   "AND topic = $2 AND broker = $3 AND queue_id = $4", schema),
+								  4, t, v, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			stored = strtoll(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10);
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("offset range [" INT64_FORMAT ", " INT64_FORMAT ") of queue %d of broker \"%s\" does not start where group \"%s\" stopped",
+						r->from, r->until, r->queue_id, r->broker, group),
+				 errdetail("The stored next offset is " INT64_FORMAT ".", stored),
+				 errhint("Each committed range must begin at the stored offset: ranges may be neither repeated nor skipped.")));
+	}
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(rmq_commit_offsets);
 Datum
 rmq_commit_offsets(PG_FUNCTION_ARGS)
@@ -172,6 +221,7 @@ rmq_commit_offsets(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("queue %d of broker \"%s\" does not exist for topic \"%s\"",
 							ranges[i].queue_id, ranges[i].broker, ranges[i].topic)));
+		store_range(group, &ranges[i]);
 		old = MemoryContextSwitchTo(TopTransactionContext);
 		p = palloc0(sizeof(PendingCommit));
 		p->group = pstrdup(group);

@@ -25,6 +25,11 @@ extern char *rmq_text_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
 extern void rmq_offsets_init(void);
 
+struct RmqMessage;
+#define RMQ_MESSAGE_NATTS 15
+extern void rmq_message_datums(const struct RmqMessage *m, Datum topic_d, Datum broker_d,
+							   Datum *v, bool *n);
+
 extern TimestampTz rmq_ms_to_timestamptz(int64 ms);
 extern int64 rmq_timestamptz_to_ms(TimestampTz ts);
 

@@ -3,13 +3,20 @@
  */
 #include "postgres.h"
 
+#include "commands/dbcommands.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "rmq_client.h"
 #include "rmq_sql.h"
+#include "rmq_stream.h"
 
 PG_MODULE_MAGIC;
+
+/* Inherited by every backend the postmaster forks after loading us. */
+static bool preloaded = false;
 
 void		_PG_init(void);
 
@@ -42,6 +49,37 @@ _PG_init(void)
 							 "Verify the body CRC of every message read.",
 							 NULL, &rmq_check_crc, true,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("rocketmq_stream.database",
+							   "Database whose streams the launcher runs.",
+							   NULL, &rmq_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("rocketmq_stream.max_workers",
+							"Most stream workers running at once.",
+							"They come out of max_worker_processes, with the launcher.",
+							&rmq_max_workers, 8, 0, 256,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("rocketmq_stream");
 	rmq_offsets_init();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		preloaded = true;
+		rmq_launcher_register();
+	}
+}
+
+PG_FUNCTION_INFO_V1(rmq_check_preloaded);
+Datum
+rmq_check_preloaded(PG_FUNCTION_ARGS)
+{
+	if (!preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("streams need rocketmq_stream in shared_preload_libraries"),
+				 errhint("Add rocketmq_stream to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (strcmp(get_database_name(MyDatabaseId), rmq_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("streams run in database \"%s\", not in this one", rmq_database),
+				 errhint("Create streams there, or set rocketmq_stream.database and restart the server.")));
+	PG_RETURN_VOID();
 }

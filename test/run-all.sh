@@ -32,11 +32,20 @@ bash scripts/install-deps.sh || { echo "run-all: could not install dependencies"
 make -s clean >/dev/null
 make -s && make -s install || { echo "run-all: build failed" >&2; exit 1; }
 
-broker=test/broker/broker.sh
-bash "$broker" stop >/dev/null 2>&1
-rm -rf "$RMQ_HOME/store"
-trap 'bash "$top/$broker" stop' EXIT
-bash "$broker" start || { echo "run-all: the broker did not start" >&2; exit 1; }
+# The broker runs as the same unprivileged user as the TAP tests, which
+# stop and restart it to test failures.
+as_test_user=()
+if [[ $(id -u) == 0 ]]; then
+    as_test_user=(runuser -u postgres -- env RMQ_LIB="$RMQ_LIB" RMQ_HOME="$RMQ_HOME"
+                  RMQ_NAMESRV_PORT="$RMQ_NAMESRV_PORT" RMQ_BROKER_PORT="$RMQ_BROKER_PORT")
+fi
+broker() { "${as_test_user[@]}" bash "$top/test/broker/broker.sh" "$@"; }
+broker stop >/dev/null 2>&1
+rm -rf "$RMQ_HOME"
+mkdir -p "$RMQ_HOME"
+[[ $(id -u) == 0 ]] && chown postgres "$RMQ_HOME"
+trap 'broker stop' EXIT
+broker start || { echo "run-all: the broker did not start" >&2; exit 1; }
 
 stage "codec unit tests" make -s unit
 captured=$(mktemp -d /tmp/rmq_captured.XXXXXX)

@@ -19,7 +19,8 @@ if [[ $(id -u) == 0 ]]; then
 fi
 status=0
 (cd "$work" && "${run[@]}" PATH="$(pg_config --bindir):$PATH" RMQ_NAMESRV="$RMQ_NAMESRV" \
-    RMQ_LIB="$RMQ_LIB" RMQ_JAVA_BUILD="$RMQ_JAVA_BUILD" RMQ_HOME="$work" \
+    RMQ_LIB="$RMQ_LIB" RMQ_JAVA_BUILD="$RMQ_JAVA_BUILD" RMQ_HOME="${RMQ_HOME:-$work}" \
+    RMQ_NAMESRV_PORT="${RMQ_NAMESRV_PORT:-}" RMQ_BROKER_PORT="${RMQ_BROKER_PORT:-}" \
     RMQ_TEST_DIR="$work/test" TESTDIR="$work" PG_REGRESS="$pgxs/test/regress/pg_regress" \
     prove -I "$pgxs/test/perl" -I "$work/test/t" ${PROVE_FLAGS:-} "$work"/test/t/*.pl) || status=$?
 if [[ $status != 0 ]]; then

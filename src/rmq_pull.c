@@ -1,0 +1,129 @@
+/*
+ * rmq_pull.c — one step of a queue cursor: send its pull, handle the answer.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "rmq_pull.h"
+
+/* Grace for the broker's 5 s long-poll check granularity. */
+#define SUSPEND_GRACE_MS 6000
+
+void
+rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms)
+{
+	RmqCommand	req;
+	int64		want = c->until - c->next;
+	int64		suspend = ctx->opts->pull_timeout_ms;
+	TimestampTz now = GetCurrentTimestamp();
+
+	/* Long-poll only while inside the wait budget of a bounded range. */
+	if (!ctx->stream && c->wait_start != 0)
+		suspend = Max(ctx->opts->pull_timeout_ms -
+					  TimestampDifferenceMilliseconds(c->wait_start, now), 0);
+	if (max_suspend_ms >= 0)
+		suspend = Min(suspend, max_suspend_ms);
+	rmq_build_pull(&req, ctx->group, c->topic, c->broker, c->queue_id, c->next,
+				   (int32) Min(want, ctx->opts->pull_batch_size), suspend,
+				   ctx->filter.expression);
+	c->deadline = TimestampTzPlusMilliseconds(now, suspend + ctx->opts->request_timeout_ms +
+											  (suspend > 0 ? SUSPEND_GRACE_MS : 0));
+	c->sent_at = now;
+	c->opaque = rmq_conn_send(conn, &req, c->deadline);
+	c->inflight = true;
+}
+
+void
+rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
+{
+	RmqPullResult pr;
+
+	c->inflight = false;
+	rmq_parse_pull(c->addr, resp, &pr);
+	c->broker_max = pr.max_offset;
+	switch (pr.code)
+	{
+		case RMQ_SUCCESS:
+			{
+				RmqMessage *msgs = NULL;
+				int			nmsgs = 0;
+				char	   *err = NULL;
+
+				if (!rmq_decode_messages(pr.body, pr.body_len, ctx->opts->check_crc,
+										 &msgs, &nmsgs, &err))
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg("could not decode messages of queue %d of broker \"%s\" at offset " INT64_FORMAT,
+									c->queue_id, c->broker, c->next),
+							 errdetail("%s", err)));
+				if (pr.next_begin <= c->next)
+					ereport(ERROR,
+							(errcode(ERRCODE_PROTOCOL_VIOLATION),
+							 errmsg("broker \"%s\" did not advance queue %d past offset " INT64_FORMAT,
+									c->broker, c->queue_id, c->next)));
+				for (int i = 0; i < nmsgs; i++)
+				{
+					const RmqMessage *m = &msgs[i];
+
+					if (m->queue_offset < c->next || m->queue_offset >= c->until)
+						continue;
+					if (!rmq_tag_filter_match(&ctx->filter, rmq_msg_prop(m, "TAGS")))
+						continue;
+					c->rows++;
+					c->bytes += m->body_len;
+					ctx->on_message(ctx, c, m);
+				}
+				c->wait_start = 0;
+				c->next = Min(pr.next_begin, c->until);
+				break;
+			}
+		case RMQ_PULL_RETRY_IMMEDIATELY:
+			/* Everything scanned was filtered out: a gap, not an end. */
+			c->wait_start = 0;
+			if (pr.next_begin > c->next)
+				c->next = Min(pr.next_begin, c->until);
+			break;
+		case RMQ_PULL_NOT_FOUND:
+			if (ctx->stream)
+				break;
+			/* The broker already held this pull for us: count that. */
+			if (c->wait_start == 0)
+				c->wait_start = c->sent_at;
+			if (TimestampDifferenceExceeds(c->wait_start, GetCurrentTimestamp(),
+										   ctx->opts->pull_timeout_ms))
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA),
+						 errmsg("offset " INT64_FORMAT " of queue %d of broker \"%s\" has not arrived within %d ms",
+								c->next, c->queue_id, c->broker, ctx->opts->pull_timeout_ms),
+						 errdetail("The queue's max offset is " INT64_FORMAT "; the range ends at " INT64_FORMAT ".",
+								   pr.max_offset, c->until),
+						 errhint("Ask for a range below rmq_queues().max_offset, or raise rocketmq_stream.pull_timeout to wait for new messages.")));
+			break;
+		case RMQ_PULL_OFFSET_MOVED:
+			if (c->next < pr.min_offset)
+			{
+				int64		lost_until = Min(pr.min_offset, c->until);
+
+				if (ctx->opts->fail_on_data_loss)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATA_CORRUPTED),
+							 errmsg("offsets [" INT64_FORMAT ", " INT64_FORMAT ") of queue %d of broker \"%s\" for topic \"%s\" are no longer on the broker",
+									c->next, lost_until, c->queue_id, c->broker, c->topic),
+							 errdetail("The queue's min offset is " INT64_FORMAT ".", pr.min_offset),
+							 errhint("With fail_on_data_loss set to false, lost messages are skipped and reported.")));
+				if (ctx->on_loss)
+					ctx->on_loss(ctx, c, c->next, lost_until);
+				c->next = lost_until;
+			}
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("offset " INT64_FORMAT " is beyond the end of queue %d of broker \"%s\" for topic \"%s\"",
+								c->next, c->queue_id, c->broker, c->topic),
+						 errdetail("The queue's max offset is " INT64_FORMAT ".", pr.max_offset)));
+			break;
+	}
+	if (c->next >= c->until)
+		c->done = true;
+}

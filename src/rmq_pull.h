@@ -1,0 +1,46 @@
+/*
+ * rmq_pull.h — pulling queues forward: one pull in flight per queue cursor,
+ * responses matched by opaque, gaps followed by nextBeginOffset.  Shared by
+ * rmq_create_rdd (bounded ranges) and stream workers (unbounded).
+ */
+#ifndef RMQ_PULL_H
+#define RMQ_PULL_H
+
+#include "rmq_client.h"
+
+typedef struct RmqCursor
+{
+	char	   *topic;
+	char	   *broker;
+	int32		queue_id;
+	const char *addr;
+	int64		next;			/* next offset to read */
+	int64		until;			/* stop here; PG_INT64_MAX for a stream */
+	bool		done;
+	bool		inflight;
+	int32		opaque;
+	TimestampTz sent_at;
+	TimestampTz deadline;
+	TimestampTz wait_start;		/* when we first found nothing new */
+	int64		broker_max;		/* as of the last response, -1 unknown */
+	int64		rows;			/* messages delivered (stream: this batch) */
+	int64		bytes;
+	void	   *user;
+} RmqCursor;
+
+typedef struct RmqPullCtx
+{
+	const char *group;
+	const RmqOptions *opts;
+	RmqTagFilter filter;
+	bool		stream;			/* nothing new is normal, not an error */
+	void		(*on_message) (struct RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m);
+	/* offsets [from, until) expired; called only when !fail_on_data_loss */
+	void		(*on_loss) (struct RmqPullCtx *ctx, RmqCursor *c, int64 from, int64 until);
+	void	   *arg;
+} RmqPullCtx;
+
+extern void rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms);
+extern void rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp);
+
+#endif

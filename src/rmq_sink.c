@@ -1,0 +1,376 @@
+/*
+ * rmq_sink.c — where a batch's messages go.
+ *
+ * Formats message and json feed PostgreSQL's own COPY FROM machinery with
+ * rows in COPY binary format (as logical replication's table sync does), so
+ * triggers, constraints, indexes and partitioned targets behave as for any
+ * COPY, at multi-insert speed.  The checks COPY itself would make are
+ * repeated here: INSERT privilege, and no row-level security.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/regproc.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+
+#include "rmq_sql.h"
+#include "rmq_stream.h"
+
+/* The standard message columns, in rmq_message order. */
+static const struct
+{
+	const char *name;
+	Oid			type;
+}			std_cols[RMQ_MESSAGE_NATTS] = {
+	{"topic", TEXTOID}, {"broker", TEXTOID}, {"queue_id", INT4OID}, {"queue_offset", INT8OID},
+	{"msg_id", TEXTOID}, {"unique_key", TEXTOID}, {"keys", TEXTARRAYOID}, {"tags", TEXTOID},
+	{"body", BYTEAOID}, {"properties", JSONBOID}, {"born_timestamp", TIMESTAMPTZOID},
+	{"born_host", TEXTOID}, {"store_timestamp", TIMESTAMPTZOID}, {"store_host", TEXTOID},
+	{"reconsume_times", INT4OID}
+};
+
+/* COPY's data source callback has no argument: the buffer being copied. */
+static StringInfo copy_src = NULL;
+
+static int
+copy_read(void *outbuf, int minread, int maxread)
+{
+	int			n = Min(maxread, copy_src->len - copy_src->cursor);
+
+	memcpy(outbuf, copy_src->data + copy_src->cursor, n);
+	copy_src->cursor += n;
+	return n;
+}
+
+static void
+put32(StringInfo b, uint32 v)
+{
+	v = pg_hton32(v);
+	appendBinaryStringInfo(b, (char *) &v, 4);
+}
+
+static void
+put64(StringInfo b, uint64 v)
+{
+	v = pg_hton64(v);
+	appendBinaryStringInfo(b, (char *) &v, 8);
+}
+
+static void
+put_bytes(StringInfo b, const char *s, size_t len)
+{
+	put32(b, (uint32) len);
+	appendBinaryStringInfo(b, s, len);
+}
+
+static void
+put_text(StringInfo b, const char *s)
+{
+	if (s == NULL)
+		put32(b, (uint32) -1);
+	else
+		put_bytes(b, s, strlen(s));
+}
+
+static void
+put_json_str(StringInfo b, const char *s)
+{
+	appendStringInfoChar(b, '"');
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+		{
+			appendStringInfoChar(b, '\\');
+			appendStringInfoChar(b, (char) *p);
+		}
+		else if (*p < 0x20)
+			appendStringInfo(b, "\\u%04x", *p);
+		else
+			appendStringInfoChar(b, (char) *p);
+	}
+	appendStringInfoChar(b, '"');
+}
+
+/* One field in binary COPY format. */
+static void
+put_field(StringInfo b, int col, const RmqBatchMsg *bm, RmqFormat fmt, StringInfo tmp)
+{
+	const RmqMessage *m = &bm->m;
+
+	switch (col)
+	{
+		case 0:
+			put_text(b, bm->cursor->topic);
+			break;
+		case 1:
+			put_text(b, bm->cursor->broker);
+			break;
+		case 2:
+			put32(b, 4);
+			put32(b, (uint32) m->queue_id);
+			break;
+		case 3:
+			put32(b, 8);
+			put64(b, (uint64) m->queue_offset);
+			break;
+		case 4:
+			put_text(b, m->msg_id);
+			break;
+		case 5:
+			put_text(b, rmq_msg_prop(m, "UNIQ_KEY"));
+			break;
+		case 6:
+			{
+				const char *keys = rmq_msg_prop(m, "KEYS");
+				int			n = 0;
+
+				if (keys == NULL)
+				{
+					put32(b, (uint32) -1);
+					break;
+				}
+				resetStringInfo(tmp);
+				for (const char *p = keys; *p;)
+				{
+					const char *sp = strchr(p, ' ');
+					size_t		len = sp ? (size_t) (sp - p) : strlen(p);
+
+					if (len > 0)
+					{
+						put_bytes(tmp, p, len);
+						n++;
+					}
+					p += len + (sp ? 1 : 0);
+				}
+				/* array_recv: ndim, hasnull, element type, dim, lower bound */
+				put32(b, 20 + tmp->len);
+				put32(b, 1);
+				put32(b, 0);
+				put32(b, TEXTOID);
+				put32(b, n);
+				put32(b, 1);
+				appendBinaryStringInfo(b, tmp->data, tmp->len);
+				break;
+			}
+		case 7:
+			put_text(b, rmq_msg_prop(m, "TAGS"));
+			break;
+		case 8:
+			if (fmt == RMQ_FORMAT_JSON)
+			{
+				/* jsonb_recv: version byte, then the JSON text */
+				put32(b, m->body_len + 1);
+				appendStringInfoChar(b, 1);
+				appendBinaryStringInfo(b, m->body, m->body_len);
+			}
+			else
+				put_bytes(b, m->body, m->body_len);
+			break;
+		case 9:
+			resetStringInfo(tmp);
+			appendStringInfoChar(tmp, 1);
+			appendStringInfoChar(tmp, '{');
+			for (int i = 0; i < m->nprops; i++)
+			{
+				if (i > 0)
+					appendStringInfoChar(tmp, ',');
+				put_json_str(tmp, m->prop_keys[i]);
+				appendStringInfoChar(tmp, ':');
+				put_json_str(tmp, m->prop_values[i]);
+			}
+			appendStringInfoChar(tmp, '}');
+			put_bytes(b, tmp->data, tmp->len);
+			break;
+		case 10:
+		case 12:
+			put32(b, 8);
+			put64(b, (uint64) rmq_ms_to_timestamptz(col == 10 ? m->born_timestamp : m->store_timestamp));
+			break;
+		case 11:
+			put_text(b, m->born_host);
+			break;
+		case 13:
+			put_text(b, m->store_host);
+			break;
+		case 14:
+			put32(b, 4);
+			put32(b, (uint32) m->reconsume_times);
+			break;
+	}
+}
+
+/* Which standard column each target column takes, checking types. */
+static List *
+map_columns(Relation rel, RmqFormat fmt, int *cols, int *ncols)
+{
+	TupleDesc	td = RelationGetDescr(rel);
+	List	   *names = NIL;
+
+	*ncols = 0;
+	for (int a = 0; a < td->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, a);
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		for (int c = 0; c < RMQ_MESSAGE_NATTS; c++)
+		{
+			Oid			want = std_cols[c].type;
+
+			if (strcmp(NameStr(att->attname), std_cols[c].name) != 0)
+				continue;
+			if (c == 8 && fmt == RMQ_FORMAT_JSON)
+				want = JSONBOID;
+			if (att->atttypid != want)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("column \"%s\" of stream target \"%s\" has type %s, but the stream writes %s",
+								std_cols[c].name, RelationGetRelationName(rel),
+								format_type_be(att->atttypid), format_type_be(want))));
+			cols[(*ncols)++] = c;
+			names = lappend(names, makeString(pstrdup(std_cols[c].name)));
+		}
+	}
+	if (*ncols == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("stream target \"%s\" has none of the message columns",
+						RelationGetRelationName(rel)),
+				 errhint("Give it columns named like those of rmq_create_rdd, e.g. body bytea, queue_offset bigint.")));
+	return names;
+}
+
+uint64
+rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(target));
+	Relation	rel = table_openrv(rv, RowExclusiveLock);
+	AclResult	acl;
+	int			cols[RMQ_MESSAGE_NATTS];
+	int			ncols;
+	List	   *names;
+	StringInfoData buf,
+				tmp;
+	CopyFromState cstate;
+	ParseState *pstate;
+	uint64		done;
+	static const char sig[11] = "PGCOPY\n\377\r\n\0";
+
+	acl = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_INSERT);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, get_relkind_objtype(rel->rd_rel->relkind), RelationGetRelationName(rel));
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("stream target \"%s\" has row-level security enabled", RelationGetRelationName(rel)),
+				 errdetail("Streams insert through COPY FROM, which does not support row-level security.")));
+	names = map_columns(rel, fmt, cols, &ncols);
+
+	initStringInfo(&buf);
+	initStringInfo(&tmp);
+	appendBinaryStringInfo(&buf, sig, 11);
+	put32(&buf, 0);				/* flags */
+	put32(&buf, 0);				/* header extension length */
+	for (int i = 0; i < n; i++)
+	{
+		uint16		nf = pg_hton16((uint16) ncols);
+
+		appendBinaryStringInfo(&buf, (char *) &nf, 2);
+		for (int c = 0; c < ncols; c++)
+			put_field(&buf, cols[c], &msgs[i], fmt, &tmp);
+	}
+	appendBinaryStringInfo(&buf, "\377\377", 2);
+
+	copy_src = &buf;
+	/* CopyFrom finds its result relation in the range table. */
+	pstate = make_parsestate(NULL);
+	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read, names,
+						   list_make1(makeDefElem("format", (Node *) makeString("binary"), -1)));
+	done = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	copy_src = NULL;
+	table_close(rel, NoLock);
+	return done;
+}
+
+/* A type of this extension, wherever it was installed (SPI connected). */
+static Oid
+ext_type(const char *name)
+{
+	Oid			argt[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_with_args("SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_extension e "
+							  "ON t.typnamespace = e.extnamespace "
+							  "WHERE e.extname = 'rocketmq_stream' AND t.typname = $1",
+							  1, argt, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "type %s of rocketmq_stream is missing", name);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return DatumGetObjectId(d);
+}
+
+void
+rmq_sink_handler(Oid handler, RmqBatchMsg *msgs, int n, RmqBatchRange *ranges, int nranges)
+{
+	Oid			msg_type = ext_type("rmq_message");
+	Oid			range_type = ext_type("rmq_offset_range");
+	TupleDesc	mtd = lookup_rowtype_tupdesc_copy(msg_type, -1);
+	TupleDesc	rtd = lookup_rowtype_tupdesc_copy(range_type, -1);
+	Datum	   *mds = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *rds = palloc(sizeof(Datum) * Max(nranges, 1));
+	Datum		args[2];
+	Oid			argtypes[2];
+	char	   *sql;
+	int			rc;
+
+	BlessTupleDesc(mtd);
+	BlessTupleDesc(rtd);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		v[RMQ_MESSAGE_NATTS];
+		bool		nulls[RMQ_MESSAGE_NATTS];
+
+		rmq_message_datums(&msgs[i].m, CStringGetTextDatum(msgs[i].cursor->topic),
+						   CStringGetTextDatum(msgs[i].cursor->broker), v, nulls);
+		mds[i] = HeapTupleGetDatum(heap_form_tuple(mtd, v, nulls));
+	}
+	for (int i = 0; i < nranges; i++)
+	{
+		RmqCursor  *c = ranges[i].cursor;
+		Datum		v[5] = {CStringGetTextDatum(c->topic), CStringGetTextDatum(c->broker),
+		Int32GetDatum(c->queue_id), Int64GetDatum(ranges[i].from), Int64GetDatum(c->next)};
+		bool		nulls[5] = {false};
+
+		rds[i] = HeapTupleGetDatum(heap_form_tuple(rtd, v, nulls));
+	}
+	args[0] = PointerGetDatum(construct_array(mds, n, msg_type, -1, false, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(rds, nranges, range_type, -1, false, TYPALIGN_DOUBLE));
+	argtypes[0] = get_array_type(msg_type);
+	argtypes[1] = get_array_type(range_type);
+	sql = psprintf("SELECT %s($1, $2)", format_procedure_qualified(handler));
+	/* Strip the argument list format_procedure_qualified appends. */
+	*strchr(sql + 7, '(') = '\0';
+	sql = psprintf("%s($1, $2)", sql);
+	rc = SPI_execute_with_args(sql, 2, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "stream handler call failed: %s", SPI_result_code_string(rc));
+}

@@ -1,0 +1,53 @@
+/*
+ * rmq_stream.h — stream workers: batches, the sink, the launcher.
+ */
+#ifndef RMQ_STREAM_H
+#define RMQ_STREAM_H
+
+#include "rmq_pull.h"
+
+typedef enum RmqFormat
+{
+	RMQ_FORMAT_MESSAGE,
+	RMQ_FORMAT_JSON,
+	RMQ_FORMAT_HANDLER
+} RmqFormat;
+
+/* A message of the batch being assembled, and the queue it came from. */
+typedef struct RmqBatchMsg
+{
+	RmqMessage	m;
+	RmqCursor  *cursor;
+} RmqBatchMsg;
+
+/* A queue's part of a batch: [from, until) and how many rows. */
+typedef struct RmqBatchRange
+{
+	RmqCursor  *cursor;
+	int64		from;
+} RmqBatchRange;
+
+/* Insert messages through COPY (formats message and json); raises errors. */
+extern uint64 rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n);
+/* Call the handler with the batch's messages and ranges. */
+extern void rmq_sink_handler(Oid handler, RmqBatchMsg *msgs, int n,
+							 RmqBatchRange *ranges, int nranges);
+
+/* settings */
+extern char *rmq_database;
+extern int	rmq_max_workers;
+
+extern void rmq_launcher_register(void);
+extern PGDLLEXPORT void rmq_launcher_main(Datum arg);
+extern PGDLLEXPORT void rmq_worker_main(Datum arg);
+
+/* What the launcher passes a worker in bgw_extra. */
+typedef struct RmqWorkerArgs
+{
+	Oid			dboid;
+	Oid			owner;
+	int32		generation;
+	char		stream[64];
+} RmqWorkerArgs;
+
+#endif

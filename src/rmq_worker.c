@@ -1,0 +1,873 @@
+/*
+ * rmq_worker.c — a stream's ingest worker.
+ *
+ * Pulls its queues into micro-batches and commits each batch — rows, the
+ * next offsets and a batch record — in one transaction, where each queue's
+ * range must start exactly where its stored offset ends.  Errors never move
+ * offsets: a failed batch is rolled back, its reason recorded, and either
+ * retried with back-off (broker or connection trouble) or the stream is
+ * marked failed (target gone, permission revoked, data lost, poison message
+ * under the "fail" policy) until someone resumes it.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "rmq_sql.h"
+#include "rmq_stream.h"
+
+#define MAX_BACKOFF_MS 30000
+#define CONF_CHECK_MS 2000
+#define BATCH_HISTORY 1000
+
+typedef struct Stream
+{
+	const char *name;
+	int			index;
+	int32		generation;
+	char	   *schema;			/* the extension's, quoted */
+	char	   *topic;
+	char	   *group;
+	char	   *target;
+	RmqFormat	fmt;
+	Oid			handler;
+	char	   *start_from;
+	int64		start_ms;
+	Jsonb	   *start_offsets;
+	bool		force_specific;
+	int			parallelism;
+	Jsonb	   *queue_map;
+	RmqOptions	opts;
+	int64		batch_rows;
+	int64		batch_bytes;
+	int			batch_interval;
+	double		max_rate;
+	bool		auto_commit;
+	char	   *on_error;
+
+	/* the batch being assembled */
+	RmqCursor  *cursors;
+	int			ncursors;
+	int64	   *from;			/* per cursor: offset at batch start */
+	double	   *tokens;			/* per cursor: rate limiter */
+	RmqBatchMsg *msgs;
+	int			nmsgs;
+	int			msgs_cap;
+	int64		rows;
+	int64		bytes;
+	StringInfoData lost;		/* JSON objects of skipped lost ranges */
+	uint64		batches;
+} Stream;
+
+static int64
+opt_int(Jsonb *o, const char *key, int64 def)
+{
+	const char *s = rmq_jsonb_text(o, key);
+
+	return s ? strtoll(s, NULL, 10) : def;
+}
+
+static bool
+opt_bool(Jsonb *o, const char *key, bool def)
+{
+	const char *s = rmq_jsonb_text(o, key);
+
+	return s ? strcmp(s, "true") == 0 : def;
+}
+
+static Datum
+text_arg(const char *s)
+{
+	return CStringGetTextDatum(s);
+}
+
+/* SPI must be connected.  Runs a query with text/int parameters. */
+static int
+spi_exec(const char *sql, int nargs, Oid *types, Datum *vals, bool readonly)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, vals, NULL, readonly, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI failed (%s) for: %s", SPI_result_code_string(rc), sql);
+	return rc;
+}
+
+static char *
+spi_text(int row, int col)
+{
+	if ((uint64) row >= SPI_processed || SPI_tuptable == NULL)
+		elog(ERROR, "rocketmq_stream: expected a row from SPI, got %d", (int) SPI_processed);
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/*
+ * Read the stream's definition.  False if it no longer exists, is not
+ * running, or was reset/resumed since this worker started.
+ */
+static bool
+load_stream(Stream *s, MemoryContext cxt)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {text_arg(s->name)};
+	bool		ok = false;
+	MemoryContext old;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	spi_exec("SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
+			 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'rocketmq_stream'",
+			 0, NULL, NULL, true);
+	if (SPI_processed == 1)
+	{
+		char	   *schema = spi_text(0, 1);
+
+		spi_exec(psprintf("SELECT topic, consumer_group, target, format, handler::oid, start_from, "
+						  "(extract(epoch FROM start_time) * 1000)::bigint, start_offsets, force_specific, "
+						  "parallelism, queue_map, options, state, generation "
+						  "FROM %s.rmq_stream WHERE name = $1", schema),
+				 1, t, v, true);
+		if (SPI_processed == 1 && strcmp(spi_text(0, 13), "running") == 0 &&
+			atoi(spi_text(0, 14)) == s->generation)
+		{
+			char	   *fmt = spi_text(0, 4);
+			char	   *so = spi_text(0, 8);
+			char	   *qm = spi_text(0, 11);
+			char	   *opts = spi_text(0, 12);
+			char	   *h = spi_text(0, 5);
+			char	   *st = spi_text(0, 7);
+			Jsonb	   *o;
+
+			old = MemoryContextSwitchTo(cxt);
+			s->schema = pstrdup(schema);
+			s->topic = pstrdup(spi_text(0, 1));
+			s->group = pstrdup(spi_text(0, 2));
+			s->target = pstrdup(spi_text(0, 3));
+			s->fmt = strcmp(fmt, "json") == 0 ? RMQ_FORMAT_JSON
+				: strcmp(fmt, "handler") == 0 ? RMQ_FORMAT_HANDLER : RMQ_FORMAT_MESSAGE;
+			s->handler = h ? (Oid) strtoul(h, NULL, 10) : InvalidOid;
+			s->start_from = pstrdup(spi_text(0, 6));
+			s->start_ms = st ? strtoll(st, NULL, 10) : 0;
+			s->start_offsets = so ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(so))) : NULL;
+			s->force_specific = strcmp(spi_text(0, 9), "t") == 0;
+			s->parallelism = atoi(spi_text(0, 10));
+			s->queue_map = qm ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(qm))) : NULL;
+			o = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opts)));
+			rmq_options_init(&s->opts, NULL);
+			if (rmq_jsonb_text(o, "namesrv_addr"))
+				s->opts.namesrv_addr = pstrdup(rmq_jsonb_text(o, "namesrv_addr"));
+			s->opts.pull_batch_size = (int) opt_int(o, "pull_batch_size", s->opts.pull_batch_size);
+			s->opts.request_timeout_ms = (int) opt_int(o, "request_timeout", s->opts.request_timeout_ms);
+			s->opts.check_crc = opt_bool(o, "check_crc", s->opts.check_crc);
+			s->opts.fail_on_data_loss = opt_bool(o, "fail_on_data_loss", true);
+			s->opts.tag_filter = rmq_jsonb_text(o, "tag_filter") ? pstrdup(rmq_jsonb_text(o, "tag_filter")) : NULL;
+			s->batch_rows = Max(opt_int(o, "batch_rows", 10000), 1);
+			s->batch_bytes = Max(opt_int(o, "batch_bytes", 16 * 1024 * 1024), 1);
+			s->batch_interval = (int) Max(opt_int(o, "batch_interval", 1000), 1);
+			s->opts.pull_timeout_ms = (int) opt_int(o, "pull_timeout", s->opts.pull_timeout_ms);
+			s->max_rate = (double) opt_int(o, "max_rate_per_queue", 0);
+			s->auto_commit = opt_bool(o, "auto_commit", false);
+			s->on_error = pstrdup(rmq_jsonb_text(o, "on_error") ? rmq_jsonb_text(o, "on_error") : "fail");
+			MemoryContextSwitchTo(old);
+			ok = true;
+		}
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return ok;
+}
+
+static int
+cmp_queue(const void *a, const void *b)
+{
+	const RmqCursor *x = a,
+			   *y = b;
+	int			c = strcmp(x->broker, y->broker);
+
+	return c != 0 ? c : x->queue_id - y->queue_id;
+}
+
+/*
+ * The queues this worker owns: the readable queues sorted by broker and id,
+ * dealt round-robin over the workers (PreferConsistent), except those the
+ * queue map assigns explicitly (PreferFixed).
+ */
+static void
+assign_queues(Stream *s)
+{
+	RmqRoute   *route = rmq_route(&s->opts, s->topic, true);
+	RmqCursor  *all;
+	int			n = 0,
+				k = 0;
+
+	for (int i = 0; i < route->nqueues; i++)
+		n += route->queues[i].read_queue_nums;
+	all = palloc0(sizeof(RmqCursor) * Max(n, 1));
+	n = 0;
+	for (int i = 0; i < route->nqueues; i++)
+	{
+		const RmqQueueData *qd = &route->queues[i];
+		const char *addr = rmq_route_broker_addr(route, qd->broker_name);
+
+		if (!(qd->perm & RMQ_PERM_READ) || addr == NULL)
+			continue;
+		for (int q = 0; q < qd->read_queue_nums; q++)
+		{
+			all[n].topic = s->topic;
+			all[n].broker = pstrdup(qd->broker_name);
+			all[n].queue_id = q;
+			all[n].addr = pstrdup(addr);
+			all[n].until = PG_INT64_MAX;
+			all[n].broker_max = -1;
+			n++;
+		}
+	}
+	qsort(all, n, sizeof(RmqCursor), cmp_queue);
+	s->cursors = palloc0(sizeof(RmqCursor) * Max(n, 1));
+	s->ncursors = 0;
+	for (int i = 0; i < n; i++)
+	{
+		const char *mapped = s->queue_map
+			? rmq_jsonb_text(s->queue_map, psprintf("%s/%d", all[i].broker, all[i].queue_id)) : NULL;
+		int			owner = mapped ? atoi(mapped) : (k++) % s->parallelism;
+
+		if (owner == s->index)
+			s->cursors[s->ncursors++] = all[i];
+	}
+}
+
+/*
+ * Where each queue starts: offsets stored in PostgreSQL, else the group's
+ * offset on the broker (unless force_specific), else the start strategy.
+ * The result is stored at once, so a restart before the first batch does
+ * not move a "latest" start forward.
+ */
+static void
+resolve_starts(Stream *s)
+{
+	Oid			t[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (int i = 0; i < s->ncursors; i++)
+	{
+		RmqCursor  *c = &s->cursors[i];
+		Datum		v[5] = {text_arg(s->group), text_arg(s->topic), text_arg(c->broker),
+		Int32GetDatum(c->queue_id), 0};
+		int64		off = -1;
+
+		spi_exec(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 AND topic = $2 "
+						  "AND broker = $3 AND queue_id = $4", s->schema), 4, t, v, true);
+		if (SPI_processed == 1)
+		{
+			c->next = strtoll(spi_text(0, 1), NULL, 10);
+			continue;
+		}
+		if (!s->force_specific &&
+			rmq_query_consumer_offset(&s->opts, c->addr, s->group, s->topic, c->broker, c->queue_id, &off))
+			;
+		else if (strcmp(s->start_from, "latest") == 0)
+			off = rmq_queue_offset(&s->opts, c->addr, RMQ_GET_MAX_OFFSET, s->topic, c->broker, c->queue_id);
+		else if (strcmp(s->start_from, "timestamp") == 0)
+			off = rmq_search_offset(&s->opts, c->addr, s->topic, c->broker, c->queue_id, s->start_ms);
+		else if (strcmp(s->start_from, "offsets") == 0 && s->start_offsets &&
+				 rmq_jsonb_text(s->start_offsets, psprintf("%s/%d", c->broker, c->queue_id)))
+			off = strtoll(rmq_jsonb_text(s->start_offsets, psprintf("%s/%d", c->broker, c->queue_id)), NULL, 10);
+		else
+			off = rmq_queue_offset(&s->opts, c->addr, RMQ_GET_MIN_OFFSET, s->topic, c->broker, c->queue_id);
+		v[4] = Int64GetDatum(Max(off, 0));
+		/* Not read-only: the SELECT must see what the INSERT just did. */
+		spi_exec(psprintf("INSERT INTO %s.rmq_offset (consumer_group, topic, broker, queue_id, next_offset) "
+						  "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", s->schema), 5, t, v, false);
+		spi_exec(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 AND topic = $2 "
+						  "AND broker = $3 AND queue_id = $4", s->schema), 4, t, v, false);
+		c->next = strtoll(spi_text(0, 1), NULL, 10);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+static void
+on_message(RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m)
+{
+	Stream	   *s = (Stream *) ctx->arg;
+
+	if (s->nmsgs == s->msgs_cap)
+	{
+		s->msgs_cap = s->msgs_cap ? s->msgs_cap * 2 : 1024;
+		s->msgs = s->msgs ? repalloc_huge(s->msgs, sizeof(RmqBatchMsg) * s->msgs_cap)
+			: palloc_extended(sizeof(RmqBatchMsg) * s->msgs_cap, MCXT_ALLOC_HUGE);
+	}
+	s->msgs[s->nmsgs].m = *m;
+	s->msgs[s->nmsgs].cursor = c;
+	s->nmsgs++;
+	s->rows++;
+	s->bytes += m->body_len;
+}
+
+static void
+on_loss(RmqPullCtx *ctx, RmqCursor *c, int64 from, int64 until)
+{
+	Stream	   *s = (Stream *) ctx->arg;
+
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("stream \"%s\" skips lost offsets [" INT64_FORMAT ", " INT64_FORMAT ") of queue %d of broker \"%s\"",
+					s->name, from, until, c->queue_id, c->broker)));
+	appendStringInfo(&s->lost, "%s{\"broker\": \"%s\", \"queue_id\": %d, \"from\": " INT64_FORMAT
+					 ", \"until\": " INT64_FORMAT "}", s->lost.len ? ", " : "", c->broker, c->queue_id,
+					 from, until);
+}
+
+/* Errors that stop a stream whatever its poison-message policy. */
+static bool
+is_stream_error(int code)
+{
+	return code == ERRCODE_UNDEFINED_TABLE || code == ERRCODE_UNDEFINED_COLUMN ||
+		code == ERRCODE_INSUFFICIENT_PRIVILEGE || code == ERRCODE_DATATYPE_MISMATCH ||
+		code == ERRCODE_FEATURE_NOT_SUPPORTED || code == ERRCODE_UNDEFINED_FUNCTION ||
+		code == ERRCODE_WRONG_OBJECT_TYPE || code == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		code == ERRCODE_T_R_DEADLOCK_DETECTED || code == ERRCODE_LOCK_NOT_AVAILABLE ||
+		code == ERRCODE_QUERY_CANCELED || code == ERRCODE_OUT_OF_MEMORY;
+}
+
+/* Errors worth retrying: the broker or the network, or a lost race. */
+static bool
+is_transient(int code)
+{
+	return code == ERRCODE_CONNECTION_FAILURE || code == ERRCODE_EXTERNAL_ROUTINE_EXCEPTION ||
+		code == ERRCODE_PROTOCOL_VIOLATION || code == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		code == ERRCODE_T_R_DEADLOCK_DETECTED || code == ERRCODE_LOCK_NOT_AVAILABLE ||
+		code == ERRCODE_OUT_OF_MEMORY || code == ERRCODE_QUERY_CANCELED;
+}
+
+static void
+dead_letter(Stream *s, const RmqBatchMsg *bm, const char *error)
+{
+	Oid			t[12] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
+	Datum		v[12];
+	char		nulls[12];
+	bool		keep_body = strcmp(s->on_error, "dead_letter") == 0;
+	const RmqMessage *m = &bm->m;
+	bytea	   *body = palloc(VARHDRSZ + m->body_len);
+	StringInfoData props;
+
+	SET_VARSIZE(body, VARHDRSZ + m->body_len);
+	memcpy(VARDATA(body), m->body, m->body_len);
+	initStringInfo(&props);
+	appendStringInfoChar(&props, '{');
+	for (int i = 0; i < m->nprops; i++)
+	{
+		if (i)
+			appendStringInfoString(&props, ", ");
+		escape_json(&props, m->prop_keys[i]);
+		appendStringInfoString(&props, ": ");
+		escape_json(&props, m->prop_values[i]);
+	}
+	appendStringInfoChar(&props, '}');
+	memset(nulls, ' ', sizeof(nulls));
+	v[0] = text_arg(s->name);
+	v[1] = text_arg(s->topic);
+	v[2] = text_arg(bm->cursor->broker);
+	v[3] = Int32GetDatum(m->queue_id);
+	v[4] = Int64GetDatum(m->queue_offset);
+	v[5] = text_arg(m->msg_id);
+	v[6] = rmq_msg_prop(m, "UNIQ_KEY") ? text_arg(rmq_msg_prop(m, "UNIQ_KEY")) : (Datum) 0;
+	nulls[6] = rmq_msg_prop(m, "UNIQ_KEY") ? ' ' : 'n';
+	v[7] = rmq_msg_prop(m, "TAGS") ? text_arg(rmq_msg_prop(m, "TAGS")) : (Datum) 0;
+	nulls[7] = rmq_msg_prop(m, "TAGS") ? ' ' : 'n';
+	v[8] = rmq_msg_prop(m, "KEYS") ? text_arg(rmq_msg_prop(m, "KEYS")) : (Datum) 0;
+	nulls[8] = rmq_msg_prop(m, "KEYS") ? ' ' : 'n';
+	v[9] = PointerGetDatum(body);
+	nulls[9] = keep_body ? ' ' : 'n';
+	v[10] = text_arg(error);
+	v[11] = text_arg(s->on_error);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s.rmq_dead_letter (stream, topic, broker, queue_id, "
+									   "queue_offset, msg_id, unique_key, tags, keys, body, error, policy, properties) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %s::jsonb)",
+									   s->schema, quote_literal_cstr(props.data)),
+							  12, t, v, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a dead letter");
+}
+
+/* One COPY in a subtransaction; the error, or NULL. */
+static ErrorData *
+try_copy(Stream *s, RmqBatchMsg *msgs, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile ed = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		rmq_sink_copy(s->target, s->fmt, msgs, n);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return ed;
+}
+
+/*
+ * COPY the batch; if that fails on a message's data and the policy allows,
+ * redo it message by message, setting aside the ones that fail.
+ */
+static int
+sink_batch(Stream *s)
+{
+	ErrorData  *ed;
+	int			skipped = 0;
+
+	if (s->nmsgs == 0)
+		return 0;
+	ed = try_copy(s, s->msgs, s->nmsgs);
+	if (ed == NULL)
+		return 0;
+	if (is_stream_error(ed->sqlerrcode) || strcmp(s->on_error, "fail") == 0)
+		ReThrowError(ed);
+	for (int i = 0; i < s->nmsgs; i++)
+	{
+		ErrorData  *one = try_copy(s, &s->msgs[i], 1);
+
+		if (one == NULL)
+			continue;
+		if (is_stream_error(one->sqlerrcode))
+			ReThrowError(one);
+		dead_letter(s, &s->msgs[i], one->message);
+		skipped++;
+	}
+	return skipped;
+}
+
+/*
+ * Commit the batch.  Returns false (and commits nothing) if the stream was
+ * paused, dropped, reset or resumed meanwhile.
+ */
+static bool
+commit_batch(Stream *s, TimestampTz started, const char *reason)
+{
+	StringInfoData ranges;
+	int			skipped = 0;
+	bool		current;
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {text_arg(s->name)};
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/* Serialises with rmq_reset_stream/rmq_pause_stream, which update it. */
+	spi_exec(psprintf("SELECT state = 'running' AND generation = %d FROM %s.rmq_stream "
+					  "WHERE name = $1 FOR SHARE", s->generation, s->schema), 1, t, v, false);
+	current = SPI_processed == 1 && strcmp(spi_text(0, 1), "t") == 0;
+	if (!current)
+	{
+		PopActiveSnapshot();
+		SPI_finish();
+		AbortCurrentTransaction();
+		return false;
+	}
+
+	if (s->fmt == RMQ_FORMAT_HANDLER)
+	{
+		RmqBatchRange *br = palloc(sizeof(RmqBatchRange) * Max(s->ncursors, 1));
+		int			nbr = 0;
+
+		for (int i = 0; i < s->ncursors; i++)
+			if (s->cursors[i].next != s->from[i])
+			{
+				br[nbr].cursor = &s->cursors[i];
+				br[nbr].from = s->from[i];
+				nbr++;
+			}
+		rmq_sink_handler(s->handler, s->msgs, s->nmsgs, br, nbr);
+	}
+	else
+		skipped = sink_batch(s);
+
+	initStringInfo(&ranges);
+	appendStringInfoChar(&ranges, '[');
+	for (int i = 0; i < s->ncursors; i++)
+	{
+		RmqCursor  *c = &s->cursors[i];
+		Oid			ot[7] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
+		Datum		ov[7] = {text_arg(s->group), text_arg(s->topic), text_arg(c->broker),
+		Int32GetDatum(c->queue_id), Int64GetDatum(c->next), Int64GetDatum(c->broker_max),
+		Int64GetDatum(s->from[i])};
+
+		if (c->next == s->from[i] && c->broker_max < 0)
+			continue;
+		spi_exec(psprintf("INSERT INTO %s.rmq_offset AS o (consumer_group, topic, broker, queue_id, next_offset, "
+						  "broker_max_offset) VALUES ($1, $2, $3, $4, $5, nullif($6, -1)) "
+						  "ON CONFLICT (consumer_group, topic, broker, queue_id) DO UPDATE "
+						  "SET next_offset = EXCLUDED.next_offset, "
+						  "broker_max_offset = coalesce(EXCLUDED.broker_max_offset, o.broker_max_offset), "
+						  "updated_at = now() WHERE o.next_offset = $7 RETURNING 1", s->schema),
+				 7, ot, ov, false);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("stored offset of queue %d of broker \"%s\" for group \"%s\" is no longer " INT64_FORMAT,
+							c->queue_id, c->broker, s->group, s->from[i]),
+					 errdetail("Someone else committed offsets of this queue; the batch is read again.")));
+		if (c->next != s->from[i])
+			appendStringInfo(&ranges, "%s{\"broker\": \"%s\", \"queue_id\": %d, \"from\": " INT64_FORMAT
+							 ", \"until\": " INT64_FORMAT ", \"rows\": " INT64_FORMAT "}",
+							 ranges.len > 1 ? ", " : "", c->broker, c->queue_id, s->from[i], c->next, c->rows);
+	}
+	if (s->lost.len)
+		appendStringInfo(&ranges, "%s{\"lost\": [%s]}", ranges.len > 1 ? ", " : "", s->lost.data);
+	appendStringInfoChar(&ranges, ']');
+	{
+		Oid			bt[7] = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, TEXTOID};
+		Datum		bv[7] = {text_arg(s->name), Int32GetDatum(s->index), TimestampTzGetDatum(started),
+		Int64GetDatum(s->rows - skipped), Int64GetDatum(s->bytes), Int32GetDatum(skipped), text_arg(reason)};
+
+		spi_exec(psprintf("INSERT INTO %s.rmq_batch (stream, worker, started_at, rows, bytes, skipped, ranges, "
+						  "end_reason) VALUES ($1, $2, $3, $4, $5, $6, %s::jsonb, $7)",
+						  s->schema, quote_literal_cstr(ranges.data)), 7, bt, bv, false);
+		if (++s->batches % 100 == 0)
+			spi_exec(psprintf("DELETE FROM %s.rmq_batch WHERE stream = $1 AND id <= "
+							  "(SELECT id FROM %s.rmq_batch WHERE stream = $1 ORDER BY id DESC OFFSET %d LIMIT 1)",
+							  s->schema, s->schema, BATCH_HISTORY), 1, t, v, false);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+
+	/* Advisory copy for the broker's own tools; PostgreSQL stays the truth. */
+	if (s->auto_commit)
+		for (int i = 0; i < s->ncursors; i++)
+		{
+			RmqCursor  *c = &s->cursors[i];
+
+			if (c->next == s->from[i])
+				continue;
+			PG_TRY();
+			{
+				rmq_update_consumer_offset(&s->opts, c->addr, s->group, s->topic, c->broker,
+										   c->queue_id, c->next);
+			}
+			PG_CATCH();
+			{
+				EmitErrorReport();
+				FlushErrorState();
+			}
+			PG_END_TRY();
+		}
+	return true;
+}
+
+static bool
+conf_current(Stream *s)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {text_arg(s->name)};
+	bool		current;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	spi_exec(psprintf("SELECT state = 'running' AND generation = %d FROM %s.rmq_stream WHERE name = $1",
+					  s->generation, s->schema), 1, t, v, true);
+	current = SPI_processed == 1 && strcmp(spi_text(0, 1), "t") == 0;
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return current;
+}
+
+static void
+idle_wait(long ms)
+{
+	int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   ms, PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/* Runs batches until the stream stops being this worker's to run. */
+static void
+run_stream(Stream *s, MemoryContext stream_cxt)
+{
+	MemoryContext batch_cxt;
+	RmqPullCtx	ctx;
+	RmqConn   **conns;
+	TimestampTz last_check = GetCurrentTimestamp();
+	TimestampTz last_tick;
+
+	MemoryContextSwitchTo(stream_cxt);
+	if (!load_stream(s, stream_cxt))
+		return;
+	MemoryContextSwitchTo(stream_cxt);
+	assign_queues(s);
+	if (s->ncursors == 0)
+	{
+		/* More workers than queues: wait for a change of plan. */
+		while (conf_current(s))
+			idle_wait(CONF_CHECK_MS * 5);
+		return;
+	}
+	resolve_starts(s);
+	MemoryContextSwitchTo(stream_cxt);
+	s->from = palloc0(sizeof(int64) * s->ncursors);
+	s->tokens = palloc0(sizeof(double) * s->ncursors);
+	conns = palloc0(sizeof(RmqConn *) * s->ncursors);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.group = s->group;
+	ctx.opts = &s->opts;
+	ctx.stream = true;
+	ctx.on_message = on_message;
+	ctx.on_loss = on_loss;
+	ctx.arg = s;
+	rmq_tag_filter_parse(s->opts.tag_filter, &ctx.filter);
+	batch_cxt = AllocSetContextCreate(stream_cxt, "rocketmq_stream batch", ALLOCSET_DEFAULT_SIZES);
+	last_tick = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		TimestampTz started = GetCurrentTimestamp();
+		TimestampTz close_at = TimestampTzPlusMilliseconds(started, s->batch_interval);
+		const char *reason = NULL;
+		bool		advanced = false;
+
+		MemoryContextReset(batch_cxt);
+		MemoryContextSwitchTo(batch_cxt);
+		initStringInfo(&s->lost);
+		s->msgs = NULL;
+		s->nmsgs = s->msgs_cap = 0;
+		s->rows = s->bytes = 0;
+		for (int i = 0; i < s->ncursors; i++)
+		{
+			s->from[i] = s->cursors[i].next;
+			s->cursors[i].rows = s->cursors[i].bytes = 0;
+		}
+		while (reason == NULL)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+			long		left = TimestampDifferenceMilliseconds(now, close_at);
+
+			/* Rate limit: tokens per queue refill at max_rate_per_queue. */
+			if (s->max_rate > 0)
+			{
+				double		dt = (double) (now - last_tick) / 1000000.0;
+
+				for (int i = 0; i < s->ncursors; i++)
+					s->tokens[i] = Min(s->tokens[i] + dt * s->max_rate, Max(s->max_rate, 1.0));
+				last_tick = now;
+			}
+			for (int i = 0; i < s->ncursors; i++)
+			{
+				RmqCursor  *c = &s->cursors[i];
+				int			saved = s->opts.pull_batch_size;
+
+				if (c->inflight)
+					continue;
+				if (s->max_rate > 0)
+				{
+					if (s->tokens[i] < 1.0)
+						continue;
+					s->opts.pull_batch_size = (int) Min((double) saved, s->tokens[i]);
+					s->tokens[i] -= s->opts.pull_batch_size;
+				}
+				if (conns[i] == NULL)
+				{
+					conns[i] = rmq_conn_get(c->addr, s->opts.request_timeout_ms);
+					for (int j = 0; j < s->ncursors; j++)
+						if (conns[j] == NULL && strcmp(s->cursors[j].addr, c->addr) == 0)
+							conns[j] = conns[i];
+				}
+				rmq_cursor_send(&ctx, conns[i], c, Min(left, s->opts.pull_timeout_ms));
+				s->opts.pull_batch_size = saved;
+			}
+			/* Wait for any answer on each broker connection in turn. */
+			for (int i = 0; i < s->ncursors; i++)
+			{
+				RmqCommand	resp;
+				TimestampTz hard = 0;
+				bool		first = true;
+				bool		inflight = false;
+
+				for (int j = 0; j < i; j++)
+					if (conns[j] == conns[i])
+						first = false;
+				if (!first || conns[i] == NULL)
+					continue;
+				for (int j = 0; j < s->ncursors; j++)
+					if (conns[j] == conns[i] && s->cursors[j].inflight)
+					{
+						inflight = true;
+						if (hard == 0 || s->cursors[j].deadline < hard)
+							hard = s->cursors[j].deadline;
+					}
+				if (!inflight)
+					continue;
+				if (!rmq_conn_recv_soft(conns[i], s->max_rate > 0
+										? Min(close_at, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 50))
+										: close_at, hard, &resp))
+					continue;
+				for (int j = 0; j < s->ncursors; j++)
+				{
+					RmqCursor  *c = &s->cursors[j];
+
+					if (c->inflight && conns[j] == conns[i] && c->opaque == resp.opaque)
+					{
+						rmq_cursor_handle(&ctx, c, &resp);
+						break;
+					}
+				}
+			}
+			if (s->rows >= s->batch_rows)
+				reason = "rows";
+			else if (s->bytes >= s->batch_bytes)
+				reason = "bytes";
+			else if (GetCurrentTimestamp() >= close_at)
+				reason = s->rows > 0 ? "time" : "idle";
+			if (s->max_rate > 0 && reason == NULL)
+				idle_wait(10);
+			CHECK_FOR_INTERRUPTS();
+		}
+		for (int i = 0; i < s->ncursors; i++)
+			if (s->cursors[i].next != s->from[i])
+				advanced = true;
+		if (advanced || s->rows > 0)
+		{
+			if (!commit_batch(s, started, reason))
+				return;
+			last_check = GetCurrentTimestamp();
+		}
+		else if (TimestampDifferenceExceeds(last_check, GetCurrentTimestamp(), CONF_CHECK_MS))
+		{
+			if (!conf_current(s))
+				return;
+			last_check = GetCurrentTimestamp();
+		}
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/* Record an error in the stream row; a permanent one fails the stream. */
+static void
+record_error(Stream *s, const char *msg, bool fail)
+{
+	Oid			t[2] = {TEXTOID, TEXTOID};
+	Datum		v[2] = {text_arg(s->name), text_arg(msg)};
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now()%s "
+					  "WHERE name = $1 AND generation = %d",
+					  s->schema ? s->schema : "public", fail ? ", state = 'failed'" : "", s->generation),
+			 2, t, v, false);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+/* One run of the stream; the error that ended it, or NULL. */
+static ErrorData *
+try_run(Stream *s, MemoryContext stream_cxt)
+{
+	ErrorData  *volatile ed = NULL;
+
+	PG_TRY();
+	{
+		run_stream(s, stream_cxt);
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		ed = CopyErrorData();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		rmq_conn_reset_all();
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+	return ed;
+}
+
+void
+rmq_worker_main(Datum arg)
+{
+	RmqWorkerArgs wa;
+	Stream		s;
+	MemoryContext stream_cxt;
+	int			failures = 0;
+
+	memcpy(&wa, MyBgworkerEntry->bgw_extra, sizeof(wa));
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(wa.dboid, wa.owner, 0);
+	pgstat_report_appname(psprintf("rocketmq_stream %s/%d", wa.stream, DatumGetInt32(arg)));
+
+	stream_cxt = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream stream", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		ErrorData  *ed;
+		bool		fail;
+
+		memset(&s, 0, sizeof(s));
+		s.name = wa.stream;
+		s.index = DatumGetInt32(arg);
+		s.generation = wa.generation;
+		MemoryContextReset(stream_cxt);
+		ed = try_run(&s, stream_cxt);
+		if (ed == NULL)
+			break;				/* paused, dropped, reset: the launcher decides */
+		fail = !is_transient(ed->sqlerrcode);
+		if (s.schema == NULL)
+			(void) load_stream(&s, stream_cxt);
+		record_error(&s, ed->message, fail);
+		FreeErrorData(ed);
+		if (fail)
+			break;
+		idle_wait(Min(1000L << Min(failures, 5), MAX_BACKOFF_MS));
+		failures++;
+	}
+	proc_exit(0);
+}
