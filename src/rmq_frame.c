@@ -115,8 +115,9 @@ rmq_frame_encode(StringInfo out, const RmqCommand *cmd)
 		appendStringInfoChar(&h, ':');
 		rmq_json_escape(&h, cmd->values[i]);
 	}
-	appendStringInfo(&h, "},\"flag\":%d,\"language\":\"%s\",\"opaque\":%d,",
-					 cmd->flag, cmd->language, cmd->opaque);
+	appendStringInfo(&h, "},\"flag\":%d,\"language\":", cmd->flag);
+	rmq_json_escape(&h, cmd->language ? cmd->language : "OTHER");
+	appendStringInfo(&h, ",\"opaque\":%d,", cmd->opaque);
 	if (cmd->remark)
 	{
 		appendStringInfoString(&h, "\"remark\":");
@@ -241,7 +242,7 @@ decode_binary_header(const unsigned char *h, size_t hlen, RmqCommand *cmd, char 
 		pos += 2;
 		if (klen > extend - pos)
 			goto trunc;
-		k = pnstrdup((const char *) h + pos, klen);
+		k = (char *) h + pos;
 		pos += klen;
 		if (extend - pos < 4)
 			goto trunc;
@@ -249,9 +250,15 @@ decode_binary_header(const unsigned char *h, size_t hlen, RmqCommand *cmd, char 
 		pos += 4;
 		if (vlen > extend - pos)
 			goto trunc;
-		/* Zero-length key or value decodes as null in Java: absent. */
-		if (klen > 0 && vlen > 0)
-			rmq_cmd_add(cmd, k, pnstrdup((const char *) h + pos, vlen));
+
+		/*
+		 * Zero-length key or value decodes as null in Java: absent.  One
+		 * holding a NUL byte cannot be a C string without being cut short
+		 * (a key could even become "" or shadow another): skip it too.
+		 */
+		if (klen > 0 && vlen > 0 && memchr(k, '\0', klen) == NULL &&
+			memchr(h + pos, '\0', vlen) == NULL)
+			rmq_cmd_add(cmd, pnstrdup(k, klen), pnstrdup((const char *) h + pos, vlen));
 		pos += vlen;
 	}
 	return true;

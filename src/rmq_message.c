@@ -116,6 +116,44 @@ rmq_crc32(const char *buf, size_t len)
 	return (uint32) (crc & 0x7FFFFFFF);
 }
 
+typedef struct PropRef
+{
+	const char *key;
+	int			pos;
+} PropRef;
+
+/*
+ * Stable bottom-up merge sort by key: O(n log n) whatever the input (a
+ * quicksort can be driven quadratic by a crafted one).  Equal keys keep
+ * their order, which is their position in the property string.
+ */
+static void
+propref_sort(PropRef *a, int n)
+{
+	PropRef    *tmp = palloc(sizeof(PropRef) * n);
+
+	for (int width = 1; width < n; width *= 2)
+	{
+		for (int lo = 0; lo < n; lo += 2 * width)
+		{
+			int			mid = Min(lo + width, n);
+			int			hi = Min(lo + 2 * width, n);
+			int			i = lo,
+						j = mid,
+						k = lo;
+
+			while (i < mid && j < hi)
+				tmp[k++] = strcmp(a[j].key, a[i].key) < 0 ? a[j++] : a[i++];
+			while (i < mid)
+				tmp[k++] = a[i++];
+			while (j < hi)
+				tmp[k++] = a[j++];
+		}
+		memcpy(a, tmp, sizeof(PropRef) * n);
+	}
+	pfree(tmp);
+}
+
 void
 rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values)
 {
@@ -132,32 +170,65 @@ rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values)
 		size_t		seglen = sep ? (size_t) (sep - seg) : len - i;
 		const char *kv = memchr(seg, 1, seglen);
 
-		/* Java's rules: key and value both non-empty, else skip the pair. */
-		if (kv && kv > seg && (size_t) (kv - seg) < seglen - 1)
+		/*
+		 * Java's rules: key and value both non-empty, else skip the pair.
+		 * A pair holding a NUL byte (Java writes U+0000 so) is skipped too:
+		 * as a C string it would be cut short, or even become empty.
+		 */
+		if (kv && kv > seg && (size_t) (kv - seg) < seglen - 1 &&
+			memchr(seg, '\0', seglen) == NULL)
 		{
-			char	   *k = pnstrdup(seg, kv - seg);
-			char	   *v = pnstrdup(kv + 1, seglen - (kv - seg) - 1);
-			int			j;
-
-			for (j = 0; j < *n; j++)
-				if (strcmp((*keys)[j], k) == 0)
-					break;
-			if (j < *n)
-				(*values)[j] = v;	/* later duplicate wins, as in HashMap */
-			else
+			if (*n == cap)
 			{
-				if (*n == cap)
-				{
-					cap *= 2;
-					*keys = repalloc(*keys, sizeof(char *) * cap);
-					*values = repalloc(*values, sizeof(char *) * cap);
-				}
-				(*keys)[*n] = k;
-				(*values)[*n] = v;
-				(*n)++;
+				cap *= 2;
+				*keys = repalloc(*keys, sizeof(char *) * cap);
+				*values = repalloc(*values, sizeof(char *) * cap);
 			}
+			(*keys)[*n] = pnstrdup(seg, kv - seg);
+			(*values)[*n] = pnstrdup(kv + 1, seglen - (kv - seg) - 1);
+			(*n)++;
 		}
 		i += seglen + 1;
+	}
+
+	/*
+	 * Duplicate keys: the later value wins, as in Java's HashMap, and the
+	 * pair keeps the place of the first occurrence.  Sorting makes this
+	 * O(n log n): a 32 KiB property string holds up to ~6500 distinct keys,
+	 * and a pairwise search over those took seconds per message.
+	 */
+	if (*n > 1)
+	{
+		PropRef    *refs = palloc(sizeof(PropRef) * *n);
+		bool	   *drop = palloc0(sizeof(bool) * *n);
+		int			k = 0;
+
+		for (int j = 0; j < *n; j++)
+		{
+			refs[j].key = (*keys)[j];
+			refs[j].pos = j;
+		}
+		propref_sort(refs, *n);
+		for (int j = 0; j < *n;)
+		{
+			int			e = j + 1;
+
+			while (e < *n && strcmp(refs[e].key, refs[j].key) == 0)
+				drop[refs[e++].pos] = true;
+			/* run j..e-1 sorted by position: first keeps, last's value */
+			(*values)[refs[j].pos] = (*values)[refs[e - 1].pos];
+			j = e;
+		}
+		for (int j = 0; j < *n; j++)
+			if (!drop[j])
+			{
+				(*keys)[k] = (*keys)[j];
+				(*values)[k] = (*values)[j];
+				k++;
+			}
+		*n = k;
+		pfree(refs);
+		pfree(drop);
 	}
 }
 
