@@ -62,12 +62,12 @@ sql_run() {  # prints "rate peak_kb"
 SELECT pg_backend_pid();
 \o
 SELECT pg_sleep(0.5);
-SELECT count(*), extract(epoch FROM clock_timestamp() - t0)
+SELECT c.n, extract(epoch FROM clock_timestamp() - t0)
 FROM (SELECT clock_timestamp() AS t0) s,
-     LATERAL (SELECT count(*) FROM rmq_create_rdd('bench_g',
+     LATERAL (SELECT count(*) AS n FROM rmq_create_rdd('bench_g',
          (SELECT array_agg(rmq_offset_range('bench_rdd', broker, queue_id, min_offset, max_offset))
           FROM rmq_queues('bench_rdd')))) c
-GROUP BY t0;
+;
 SELECT pg_sleep(0.5);
 SQL
     local spid=$!

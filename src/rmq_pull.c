@@ -10,36 +10,118 @@
 /* Grace for the broker's 5 s long-poll check granularity. */
 #define SUSPEND_GRACE_MS 6000
 
-void
-rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms)
+static void
+send_one(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 offset, int32 count, int64 suspend)
 {
 	RmqCommand	req;
-	int64		want = c->until - c->next;
-	int64		suspend = ctx->opts->pull_timeout_ms;
 	TimestampTz now = GetCurrentTimestamp();
+	RmqPending *p = &c->pend[c->npend];
 
-	/* Long-poll only while inside the wait budget of a bounded range. */
-	if (!ctx->stream && c->wait_start != 0)
-		suspend = Max(ctx->opts->pull_timeout_ms -
-					  TimestampDifferenceMilliseconds(c->wait_start, now), 0);
-	if (max_suspend_ms >= 0)
-		suspend = Min(suspend, max_suspend_ms);
-	rmq_build_pull(&req, ctx->group, c->topic, c->broker, c->queue_id, c->next,
-				   (int32) Min(want, ctx->opts->pull_batch_size), suspend,
+	rmq_build_pull(&req, ctx->group, c->topic, c->broker, c->queue_id, offset, count, suspend,
 				   ctx->filter.expression);
 	c->deadline = TimestampTzPlusMilliseconds(now, suspend + ctx->opts->request_timeout_ms +
 											  (suspend > 0 ? SUSPEND_GRACE_MS : 0));
-	c->sent_at = now;
-	c->opaque = rmq_conn_send(conn, &req, c->deadline);
+	if (c->npend == 0)
+		c->sent_at = now;
+	memset(p, 0, sizeof(*p));
+	p->offset = offset;
+	p->count = count;
+	p->opaque = rmq_conn_send(conn, &req, c->deadline);
+	c->npend++;
 	c->inflight = true;
+	c->opaque = c->pend[0].opaque;
+	c->issued = offset + count;
 }
 
+/*
+ * Keep the cursor's pulls going: the first one may long-poll; more follow
+ * at predicted offsets only for bounded reads, unfiltered, below the max
+ * offset the broker last reported (those messages exist).
+ */
 void
+rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms)
+{
+	int64		suspend = ctx->opts->pull_timeout_ms;
+
+	if (c->done)
+		return;
+	if (c->npend == 0)
+	{
+		/* Long-poll only while inside the wait budget of a bounded range. */
+		if (!ctx->stream && c->wait_start != 0)
+			suspend = Max(ctx->opts->pull_timeout_ms -
+						  TimestampDifferenceMilliseconds(c->wait_start, GetCurrentTimestamp()), 0);
+		if (max_suspend_ms >= 0)
+			suspend = Min(suspend, max_suspend_ms);
+		send_one(ctx, conn, c, c->next, (int32) Min(c->until - c->next, ctx->opts->pull_batch_size),
+				 suspend);
+		return;
+	}
+	if (ctx->stream || !ctx->filter.all || c->chunk <= 0)
+		return;
+	while (c->npend < RMQ_MAX_INFLIGHT && c->issued < Min(c->until, c->broker_max))
+		send_one(ctx, conn, c, c->issued,
+				 (int32) Min(Min(c->until, c->broker_max) - c->issued, c->chunk), 0);
+}
+
+bool
+rmq_cursor_owns(const RmqCursor *c, int32 opaque)
+{
+	for (int i = 0; i < c->npend; i++)
+		if (c->pend[i].opaque == opaque)
+			return true;
+	return false;
+}
+
+static void handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp);
+
+bool
 rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
+{
+	for (int i = 0; i < c->npend; i++)
+		if (c->pend[i].opaque == resp->opaque)
+		{
+			c->pend[i].arrived = true;
+			c->pend[i].resp = *resp;
+		}
+	/* Use answers in offset order; a wrong prediction voids the rest. */
+	while (c->npend > 0 && c->pend[0].arrived)
+	{
+		RmqPending	p = c->pend[0];
+
+		memmove(&c->pend[0], &c->pend[1], sizeof(RmqPending) * (c->npend - 1));
+		c->npend--;
+		if (p.offset != c->next)
+		{
+			c->npend = 0;
+			break;
+		}
+		handle_one(ctx, c, &p.resp);
+		if (p.resp.code == RMQ_SUCCESS && c->next > p.offset && c->next - p.offset < p.count &&
+			c->next < c->until)
+			c->chunk = (int32) (c->next - p.offset);	/* the broker's cap */
+		else if (p.resp.code == RMQ_SUCCESS && c->chunk == 0)
+			c->chunk = p.count;
+		if (c->npend > 0 && c->pend[0].offset != c->next)
+			c->npend = 0;		/* later answers are for the wrong offsets */
+	}
+	c->inflight = c->npend > 0;
+	c->opaque = c->npend > 0 ? c->pend[0].opaque : 0;
+	if (c->npend == 0)
+		c->issued = c->next;
+	if (c->done)
+		c->npend = 0, c->inflight = false;
+	for (int i = 0; i < c->npend; i++)
+		if (c->pend[i].arrived)
+			return true;
+	return false;
+}
+
+static void
+handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 {
 	RmqPullResult pr;
 
-	c->inflight = false;
 	rmq_parse_pull(c->addr, resp, &pr);
 	c->broker_max = pr.max_offset;
 	switch (pr.code)

@@ -8,6 +8,22 @@
 
 #include "rmq_client.h"
 
+/*
+ * A bounded read keeps up to this many pulls in flight per queue, at
+ * predicted offsets below the queue's known max; answers are used in offset
+ * order, and a wrong prediction (a gap, a short answer) drops the rest.
+ */
+#define RMQ_MAX_INFLIGHT 4
+
+typedef struct RmqPending
+{
+	int32		opaque;
+	int64		offset;
+	int32		count;
+	bool		arrived;
+	RmqCommand	resp;
+} RmqPending;
+
 typedef struct RmqCursor
 {
 	char	   *topic;
@@ -17,8 +33,12 @@ typedef struct RmqCursor
 	int64		next;			/* next offset to read */
 	int64		until;			/* stop here; PG_INT64_MAX for a stream */
 	bool		done;
-	bool		inflight;
-	int32		opaque;
+	bool		inflight;		/* some pull is in flight */
+	int32		opaque;			/* of the oldest pull in flight */
+	RmqPending	pend[RMQ_MAX_INFLIGHT];
+	int			npend;
+	int64		issued;			/* pulls cover offsets below this */
+	int32		chunk;			/* messages one pull returns, as observed */
 	TimestampTz sent_at;
 	TimestampTz deadline;
 	TimestampTz wait_start;		/* when we first found nothing new */
@@ -41,6 +61,9 @@ typedef struct RmqPullCtx
 } RmqPullCtx;
 
 extern void rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms);
-extern void rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp);
+/* Does this answer belong to one of the cursor's pulls? */
+extern bool rmq_cursor_owns(const RmqCursor *c, int32 opaque);
+/* Use an answer; true if the cursor still holds unprocessed answers. */
+extern bool rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp);
 
 #endif

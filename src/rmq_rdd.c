@@ -1,8 +1,9 @@
 /*
  * rmq_rdd.c — rmq_create_rdd(): read exact offset ranges from the broker.
  *
- * All ranges on one broker are pulled concurrently over one connection (one
- * pull in flight per range); responses are matched by opaque as they come.
+ * All ranges on one broker are pulled concurrently over one connection (up
+ * to RMQ_MAX_INFLIGHT pulls per range); answers are matched by opaque as
+ * they come and used in offset order.
  * Rows go to a tuplestore that spills past work_mem, and each pull
  * response is decoded in a context reset right after, so memory stays
  * bounded however many messages the ranges hold.  Within a range, rows
@@ -147,6 +148,7 @@ read_broker(RddCtx *ctx, RmqCursor *cs, int n, const char *addr)
 {
 	RmqConn    *conn = rmq_conn_get(addr, ctx->opts.request_timeout_ms);
 	int			left = 0;
+	bool		holding = false;
 
 	for (int i = 0; i < n; i++)
 		if (strcmp(cs[i].addr, addr) == 0 && !cs[i].done)
@@ -163,8 +165,7 @@ read_broker(RddCtx *ctx, RmqCursor *cs, int n, const char *addr)
 
 			if (strcmp(c->addr, addr) != 0 || c->done)
 				continue;
-			if (!c->inflight)
-				rmq_cursor_send(&ctx->pull, conn, c, -1);
+			rmq_cursor_send(&ctx->pull, conn, c, -1);
 			if (deadline == 0 || c->deadline < deadline)
 				deadline = c->deadline;
 		}
@@ -174,16 +175,27 @@ read_broker(RddCtx *ctx, RmqCursor *cs, int n, const char *addr)
 		{
 			RmqCursor  *c = &cs[i];
 
-			if (c->inflight && c->opaque == resp.opaque && strcmp(c->addr, addr) == 0)
+			if (!c->done && strcmp(c->addr, addr) == 0 && rmq_cursor_owns(c, resp.opaque))
 			{
-				rmq_cursor_handle(&ctx->pull, c, &resp);
+				if (rmq_cursor_handle(&ctx->pull, c, &resp))
+					holding = true;
 				if (c->done)
 					left--;
 				break;
 			}
 		}
 		MemoryContextSwitchTo(old);
-		MemoryContextReset(ctx->msgcxt);
+		/* Answers kept for later (out of order) live in msgcxt too. */
+		if (holding)
+		{
+			holding = false;
+			for (int i = 0; i < n && !holding; i++)
+				for (int k = 0; k < cs[i].npend; k++)
+					if (cs[i].pend[k].arrived)
+						holding = true;
+		}
+		if (!holding)
+			MemoryContextReset(ctx->msgcxt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	rmq_conn_done(conn);

@@ -746,7 +746,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 				{
 					RmqCursor  *c = &s->cursors[j];
 
-					if (c->inflight && conns[j] == conns[i] && c->opaque == resp.opaque)
+					if (conns[j] == conns[i] && rmq_cursor_owns(c, resp.opaque))
 					{
 						rmq_cursor_handle(&ctx, c, &resp);
 						break;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster, against the
 # broker in $RMQ_NAMESRV.  As root they run as the "postgres" user, which
-# PostgreSQL requires, from a scratch directory it owns.
+# PostgreSQL requires, from a scratch directory it owns.  TAP_ONLY=00 runs
+# only the files whose names start so.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +23,7 @@ status=0
     RMQ_LIB="$RMQ_LIB" RMQ_JAVA_BUILD="$RMQ_JAVA_BUILD" RMQ_HOME="${RMQ_HOME:-$work}" \
     RMQ_NAMESRV_PORT="${RMQ_NAMESRV_PORT:-}" RMQ_BROKER_PORT="${RMQ_BROKER_PORT:-}" \
     RMQ_TEST_DIR="$work/test" TESTDIR="$work" PG_REGRESS="$pgxs/test/regress/pg_regress" \
-    prove -I "$pgxs/test/perl" -I "$work/test/t" ${PROVE_FLAGS:-} "$work"/test/t/*.pl) || status=$?
+    prove -I "$pgxs/test/perl" -I "$work/test/t" ${PROVE_FLAGS:-} "$work"/test/t/${TAP_ONLY:-}*.pl) || status=$?
 if [[ $status != 0 ]]; then
     for f in "$work"/tmp_check/log/regress_log_*; do
         [[ -f $f ]] && { echo "----- $f"; tail -n 60 "$f"; }
