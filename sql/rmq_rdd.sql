@@ -22,6 +22,11 @@ JOIN sent s ON s.id = r.unique_key AND convert_from(r.body, 'UTF8') = 'msg-' || 
 WHERE r.born_timestamp <= r.store_timestamp + interval '1 second'
   AND r.store_timestamp BETWEEN now() - interval '10 minutes' AND clock_timestamp();
 
+-- properties are well-formed jsonb: equal to themselves re-parsed from text.
+SELECT count(*) FILTER (WHERE properties = (properties::text)::jsonb) AS well_formed,
+       count(*) FILTER (WHERE properties ? 'UNIQ_KEY' AND properties->>'TAGS' = tags) AS indexed
+FROM rmq_create_rdd('rt_group', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 10)]);
+
 -- A sub-range is half-open: [3, 7).
 SELECT queue_offset, convert_from(body, 'UTF8') AS body
 FROM rmq_create_rdd('rt_group', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 3, 7)]);

@@ -44,29 +44,69 @@ cstring_text(const char *s)
 	return PointerGetDatum(cstring_to_text(s));
 }
 
+/*
+ * Properties as jsonb, written straight in jsonb's binary layout: a flat
+ * object of strings needs no JsonbValue tree and no general sort.  Keys are
+ * unique already (later duplicates won while parsing) and are ordered as
+ * jsonb requires: shorter first, then bytewise.
+ */
 static Datum
 props_jsonb(const RmqMessage *m)
 {
-	JsonbParseState *st = NULL;
-	JsonbValue *res;
+	int			n = m->nprops;
+	int		   *idx = palloc(sizeof(int) * Max(n, 1));
+	uint32	   *klen = palloc(sizeof(uint32) * Max(n, 1));
+	uint32	   *vlen = palloc(sizeof(uint32) * Max(n, 1));
+	size_t		total = 0;
+	Jsonb	   *j;
+	char	   *data;
+	uint32		off = 0;
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < m->nprops; i++)
+	for (int i = 0; i < n; i++)
 	{
-		JsonbValue	k,
-					v;
-
-		k.type = jbvString;
-		k.val.string.val = m->prop_keys[i];
-		k.val.string.len = strlen(m->prop_keys[i]);
-		v.type = jbvString;
-		v.val.string.val = m->prop_values[i];
-		v.val.string.len = strlen(m->prop_values[i]);
-		pushJsonbValue(&st, WJB_KEY, &k);
-		pushJsonbValue(&st, WJB_VALUE, &v);
+		klen[i] = strlen(m->prop_keys[i]);
+		vlen[i] = strlen(m->prop_values[i]);
+		total += klen[i] + vlen[i];
+		idx[i] = i;
 	}
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	return JsonbPGetDatum(JsonbValueToJsonb(res));
+	if (total > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message properties are too large for jsonb")));
+	for (int i = 1; i < n; i++)
+	{
+		int			x = idx[i],
+					k = i;
+
+		while (k > 0)
+		{
+			int			y = idx[k - 1];
+			int			c = klen[y] != klen[x] ? (klen[y] > klen[x] ? 1 : -1)
+			: memcmp(m->prop_keys[y], m->prop_keys[x], klen[x]);
+
+			if (c <= 0)
+				break;
+			idx[k] = y;
+			k--;
+		}
+		idx[k] = x;
+	}
+	j = palloc(VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * n + total);
+	SET_VARSIZE(j, VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * n + total);
+	j->root.header = (uint32) n | JB_FOBJECT;
+	data = (char *) &j->root.children[2 * n];
+	for (int i = 0; i < 2 * n; i++)
+	{
+		int			p = idx[i < n ? i : i - n];
+		uint32		len = i < n ? klen[p] : vlen[p];
+
+		memcpy(data + off, i < n ? m->prop_keys[p] : m->prop_values[p], len);
+		off += len;
+		/* Every JB_OFFSET_STRIDE'th entry holds an end offset, not a length. */
+		j->root.children[i] = JENTRY_ISSTRING |
+			((i % JB_OFFSET_STRIDE) == 0 ? (off | JENTRY_HAS_OFF) : len);
+	}
+	return JsonbPGetDatum(j);
 }
 
 /* KEYS holds business keys separated by single spaces. */
