@@ -57,6 +57,8 @@ stage "bounded fuzzing" env FUZZ_CAPTURED="$captured" bash test/run-fuzz.sh "${F
 stage "pg_regress" bash test/run-regress.sh
 stage "TAP" bash test/run-tap.sh
 rm -rf "$captured"
+broker stop
+trap - EXIT
 
 echo
 for f in "${failures[@]}"; do echo "failed: $f"; done
