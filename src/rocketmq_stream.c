@@ -5,6 +5,13 @@
 
 #include "commands/dbcommands.h"
 #include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "tcop/utility.h"
+#include "utils/backend_status.h"
+#include <signal.h>
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -17,6 +24,47 @@ PG_MODULE_MAGIC;
 
 /* Inherited by every backend the postmaster forks after loading us. */
 static bool preloaded = false;
+static ProcessUtility_hook_type prev_utility = NULL;
+
+/*
+ * DROP DATABASE waits for the database's other sessions and then gives up;
+ * ours (the launcher and the workers) never leave by themselves.  Ask them
+ * to, first.  The launcher comes back a few seconds later and finds the
+ * database gone or dropping.
+ */
+static void
+stop_our_backends(const char *dbname)
+{
+	Oid			dboid = get_database_oid(dbname, true);
+	int			n = pgstat_fetch_stat_numbackends();
+
+	if (!OidIsValid(dboid))
+		return;
+	for (int i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *l = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be = l ? &l->backendStatus : NULL;
+
+		if (be == NULL || be->st_databaseid != dboid || be->st_backendType != B_BG_WORKER)
+			continue;
+		if (strncmp(be->st_appname, "rocketmq_stream ", 16) == 0)
+			(void) kill(be->st_procpid, SIGTERM);
+	}
+	pgstat_clear_snapshot();
+}
+
+static void
+rmq_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *queryEnv,
+			DestReceiver *dest, QueryCompletion *qc)
+{
+	if (IsA(pstmt->utilityStmt, DropdbStmt))
+		stop_our_backends(((DropdbStmt *) pstmt->utilityStmt)->dbname);
+	if (prev_utility)
+		prev_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
 
 void		_PG_init(void);
 
@@ -52,7 +100,9 @@ _PG_init(void)
 	DefineCustomStringVariable("rocketmq_stream.database",
 							   "Database whose streams the launcher runs.",
 							   NULL, &rmq_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   /* fixed at start-up, but loading later must not fail */
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SUSET,
+							   0, NULL, NULL, NULL);
 	DefineCustomIntVariable("rocketmq_stream.max_workers",
 							"Most stream workers running at once.",
 							"They come out of max_worker_processes, with the launcher.",
@@ -64,6 +114,8 @@ _PG_init(void)
 	{
 		preloaded = true;
 		rmq_launcher_register();
+		prev_utility = ProcessUtility_hook;
+		ProcessUtility_hook = rmq_utility;
 	}
 }
 
