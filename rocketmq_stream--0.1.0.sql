@@ -140,7 +140,7 @@ CREATE TABLE rmq_batch (
     bytes         bigint  NOT NULL,
     skipped       integer NOT NULL DEFAULT 0,
     ranges        jsonb   NOT NULL,        -- [{"broker","queue_id","from","until","rows"}]
-    end_reason    text    NOT NULL         -- rows | bytes | time | idle
+    end_reason    text    NOT NULL         -- rows | bytes | time | drained
 );
 CREATE INDEX ON rmq_batch (stream, id);
 
@@ -175,7 +175,7 @@ CREATE FUNCTION rmq_check_stream_options(options jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     k text;
-    known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'max_rate_per_queue',
+    known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                           'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
                           'fail_on_data_loss', 'auto_commit', 'on_error', 'namesrv_addr', 'check_crc'];
 BEGIN
@@ -192,7 +192,7 @@ BEGIN
     IF options ? 'on_error' AND NOT options->>'on_error' IN ('fail', 'skip', 'dead_letter') THEN
         RAISE EXCEPTION 'on_error must be fail, skip or dead_letter' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    FOREACH k IN ARRAY ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'max_rate_per_queue',
+    FOREACH k IN ARRAY ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                              'pull_batch_size', 'pull_timeout', 'request_timeout'] LOOP
         IF options ? k AND (jsonb_typeof(options->k) <> 'number' OR (options->>k)::numeric < 0
                             OR (options->>k)::numeric <> trunc((options->>k)::numeric)) THEN

@@ -56,6 +56,7 @@ typedef struct Stream
 	int64		batch_rows;
 	int64		batch_bytes;
 	int			batch_interval;
+	int			batch_linger;
 	double		max_rate;
 	bool		auto_commit;
 	char	   *on_error;
@@ -179,6 +180,7 @@ load_stream(Stream *s, MemoryContext cxt)
 			s->batch_rows = Max(opt_int(o, "batch_rows", 10000), 1);
 			s->batch_bytes = Max(opt_int(o, "batch_bytes", 16 * 1024 * 1024), 1);
 			s->batch_interval = (int) Max(opt_int(o, "batch_interval", 1000), 1);
+			s->batch_linger = (int) Max(opt_int(o, "batch_linger", 10), 0);
 			s->opts.pull_timeout_ms = (int) opt_int(o, "pull_timeout", s->opts.pull_timeout_ms);
 			s->max_rate = (double) opt_int(o, "max_rate_per_queue", 0);
 			s->auto_commit = opt_bool(o, "auto_commit", false);
@@ -681,6 +683,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 		while (reason == NULL)
 		{
 			TimestampTz now = GetCurrentTimestamp();
+			bool		drained = false;
 			long		left = TimestampDifferenceMilliseconds(now, close_at);
 
 			/* Rate limit: tokens per queue refill at max_rate_per_queue. */
@@ -738,10 +741,26 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 					}
 				if (!inflight)
 					continue;
-				if (!rmq_conn_recv_soft(conns[i], s->max_rate > 0
-										? Min(close_at, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 50))
-										: close_at, hard, &resp))
-					continue;
+				{
+					/*
+					 * Once the batch has rows, wait only `batch_linger` for
+					 * more: a backlog keeps answers coming faster than that,
+					 * so batches stay large, while a trickle commits at once.
+					 */
+					TimestampTz now2 = GetCurrentTimestamp();
+					TimestampTz soft = close_at;
+
+					if (s->rows > 0)
+						soft = Min(soft, TimestampTzPlusMilliseconds(now2, s->batch_linger));
+					if (s->max_rate > 0)
+						soft = Min(soft, TimestampTzPlusMilliseconds(now2, 50));
+					if (!rmq_conn_recv_soft(conns[i], soft, hard, &resp))
+					{
+						if (s->rows > 0 && s->max_rate <= 0)
+							drained = true;
+						continue;
+					}
+				}
 				for (int j = 0; j < s->ncursors; j++)
 				{
 					RmqCursor  *c = &s->cursors[j];
@@ -759,6 +778,8 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 				reason = "bytes";
 			else if (GetCurrentTimestamp() >= close_at)
 				reason = s->rows > 0 ? "time" : "idle";
+			else if (drained)
+				reason = "drained";
 			if (s->max_rate > 0 && reason == NULL)
 				idle_wait(10);
 			CHECK_FOR_INTERRUPTS();
