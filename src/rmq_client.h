@@ -46,6 +46,7 @@ extern bool rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadlin
 extern void rmq_conn_done(RmqConn *c);
 extern void rmq_conn_discard(RmqConn *c);
 extern void rmq_conn_reset_all(void);
+extern void rmq_conn_release_aborted(int level);
 
 extern TimestampTz rmq_deadline(int timeout_ms);
 

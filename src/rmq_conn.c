@@ -6,9 +6,10 @@
  * every wake-up runs CHECK_FOR_INTERRUPTS(), so cancel, terminate and
  * statement_timeout work while we wait on the network.
  *
- * A connection whose operation was interrupted by an error (cancel, timeout,
- * bad frame) still has the flag "busy" set and is thrown away the next time
- * it is looked up: its byte stream can no longer be trusted.
+ * A connection is "busy" while an operation holds it: it is not handed to
+ * anyone else nor evicted.  One whose operation was interrupted by an error
+ * (cancel, timeout, bad frame) is thrown away when the (sub)transaction that
+ * took it aborts: its byte stream can no longer be trusted.
  */
 #include "postgres.h"
 
@@ -19,6 +20,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
@@ -27,6 +29,7 @@
 #include "rmq_client.h"
 
 #define READ_CHUNK (256 * 1024)
+#define MAX_CONNS 1100
 
 struct RmqConn
 {
@@ -37,6 +40,7 @@ struct RmqConn
 	StringInfoData rbuf;		/* bytes received, not yet consumed */
 	int			rpos;
 	bool		busy;
+	int			busy_level;		/* transaction nesting level that took it */
 	int32		next_opaque;
 	uint64		last_used;
 };
@@ -201,6 +205,8 @@ conn_open(const char *addr, int timeout_ms)
 	c->next_opaque = (int32) (random() & 0x3FFFFFFF);
 
 	/* Registered before connecting so that any error below frees it. */
+	c->busy = true;
+	c->busy_level = GetCurrentTransactionNestLevel();
 	conns[nconns++] = c;
 
 	rc = connect(c->sock, res->ai_addr, res->ai_addrlen);
@@ -239,37 +245,47 @@ rmq_conn_get(const char *addr, int timeout_ms)
 	{
 		conn_cxt = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream connections",
 										 ALLOCSET_DEFAULT_SIZES);
-		conns = MemoryContextAllocZero(conn_cxt, sizeof(RmqConn *) * 1025);
+		conns = MemoryContextAllocZero(conn_cxt, sizeof(RmqConn *) * MAX_CONNS);
 	}
 	for (int i = 0; i < nconns; i++)
-		if (strcmp(conns[i]->addr, addr) == 0)
+		if (!conns[i]->busy && strcmp(conns[i]->addr, addr) == 0)
 		{
 			c = conns[i];
 			break;
 		}
-	if (c && c->busy)
-	{
-		/* An earlier call was interrupted mid-conversation. */
-		rmq_conn_discard(c);
-		c = NULL;
-	}
 	if (c == NULL)
 	{
-		/* Evict the least recently used beyond capacity. */
-		while (nconns >= Max(rmq_connection_cache_size, 1))
+		/* Make room: close the least recently used idle connection. */
+		while (nconns >= Max(rmq_connection_cache_size, 1) || nconns >= MAX_CONNS - 1)
 		{
-			int			lru = 0;
+			int			lru = -1;
 
-			for (int i = 1; i < nconns; i++)
-				if (conns[i]->last_used < conns[lru]->last_used)
+			for (int i = 0; i < nconns; i++)
+				if (!conns[i]->busy && (lru < 0 || conns[i]->last_used < conns[lru]->last_used))
 					lru = i;
+			if (lru < 0)
+				break;
 			rmq_conn_discard(conns[lru]);
 		}
+		if (nconns >= MAX_CONNS - 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+					 errmsg("too many RocketMQ connections in use in this backend")));
 		c = conn_open(addr, timeout_ms);
 	}
 	c->busy = true;
+	c->busy_level = GetCurrentTransactionNestLevel();
 	c->last_used = ++use_clock;
 	return c;
+}
+
+/* Throw away connections taken at `level` or deeper and never given back. */
+void
+rmq_conn_release_aborted(int level)
+{
+	for (int i = nconns - 1; i >= 0; i--)
+		if (conns[i]->busy && conns[i]->busy_level >= level)
+			rmq_conn_discard(conns[i]);
 }
 
 void

@@ -58,6 +58,8 @@ flush_one(PendingCommit *p)
 		MemoryContextSwitchTo(cxt);
 		ed = CopyErrorData();
 		FlushErrorState();
+		/* Still inside this (committed) transaction: drop what it left busy. */
+		rmq_conn_release_aborted(GetCurrentTransactionNestLevel());
 		InterruptHoldoffCount = save_holdoff;
 		QueryCancelHoldoffCount = save_cancel_holdoff;
 		ereport(WARNING,
@@ -105,6 +107,9 @@ xact_cb(XactEvent event, void *arg)
 				flush_pending();
 			break;
 		case XACT_EVENT_ABORT:
+			rmq_conn_release_aborted(0);
+			pending = NULL;
+			break;
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
@@ -121,6 +126,8 @@ subxact_cb(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parent
 	int			level = GetCurrentTransactionNestLevel();
 	PendingCommit **pp = &pending;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		rmq_conn_release_aborted(level);
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
 	while (*pp)
