@@ -309,7 +309,7 @@ BEGIN
     DELETE FROM rmq_offset o WHERE o.consumer_group = s.consumer_group AND o.topic = s.topic;
 END $$;
 
-CREATE VIEW rmq_stream_status AS
+CREATE VIEW rmq_stream_status WITH (security_invoker = true) AS
 SELECT s.name AS stream, s.topic, s.consumer_group, o.broker, o.queue_id,
        o.next_offset, o.broker_max_offset,
        greatest(o.broker_max_offset - o.next_offset, 0) AS lag,
@@ -330,5 +330,23 @@ CREATE TYPE rmq_message AS (
     store_timestamp timestamptz, store_host text, reconsume_times integer
 );
 
-REVOKE ALL ON rmq_stream, rmq_offset, rmq_batch, rmq_dead_letter FROM PUBLIC;
+-- Any role may run streams of its own: it sees and changes the streams it
+-- owns (or is a member of the owner of), and their batches and dead
+-- letters; its workers run as it.  A consumer group's offsets are shared
+-- by every role of the database, as the group itself is on the broker.
+GRANT SELECT, INSERT, UPDATE, DELETE ON rmq_stream, rmq_offset TO PUBLIC;
+GRANT SELECT, INSERT, DELETE ON rmq_batch, rmq_dead_letter TO PUBLIC;
+GRANT USAGE ON SEQUENCE rmq_batch_id_seq, rmq_dead_letter_id_seq TO PUBLIC;
 GRANT SELECT ON rmq_stream_status TO PUBLIC;
+ALTER TABLE rmq_stream ENABLE ROW LEVEL SECURITY;
+CREATE POLICY rmq_stream_owner ON rmq_stream
+    USING (pg_catalog.pg_has_role(current_user, owner, 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(current_user, owner, 'USAGE'));
+ALTER TABLE rmq_batch ENABLE ROW LEVEL SECURITY;
+CREATE POLICY rmq_batch_owner ON rmq_batch
+    USING (EXISTS (SELECT 1 FROM rmq_stream s WHERE s.name = stream))
+    WITH CHECK (EXISTS (SELECT 1 FROM rmq_stream s WHERE s.name = stream));
+ALTER TABLE rmq_dead_letter ENABLE ROW LEVEL SECURITY;
+CREATE POLICY rmq_dead_letter_owner ON rmq_dead_letter
+    USING (EXISTS (SELECT 1 FROM rmq_stream s WHERE s.name = stream))
+    WITH CHECK (EXISTS (SELECT 1 FROM rmq_stream s WHERE s.name = stream));

@@ -72,6 +72,8 @@ typedef struct Stream
 	int64		rows;
 	int64		bytes;
 	StringInfoData lost;		/* JSON objects of skipped lost ranges */
+	char	   *poison;			/* under on_error = fail: what stopped us */
+	RmqCursor  *poison_cursor;
 	uint64		batches;
 } Stream;
 
@@ -351,11 +353,16 @@ is_stream_error(int code)
 		code == ERRCODE_QUERY_CANCELED || code == ERRCODE_OUT_OF_MEMORY;
 }
 
-/* Errors worth retrying: the broker or the network, or a lost race. */
+/*
+ * Errors worth retrying: the broker or the network, or a lost race.  A topic
+ * or broker missing from the route counts too: while a broker restarts the
+ * name server briefly knows no route for its topics.
+ */
 static bool
 is_transient(int code)
 {
 	return code == ERRCODE_CONNECTION_FAILURE || code == ERRCODE_EXTERNAL_ROUTINE_EXCEPTION ||
+		code == ERRCODE_UNDEFINED_OBJECT ||
 		code == ERRCODE_PROTOCOL_VIOLATION || code == ERRCODE_T_R_SERIALIZATION_FAILURE ||
 		code == ERRCODE_T_R_DEADLOCK_DETECTED || code == ERRCODE_LOCK_NOT_AVAILABLE ||
 		code == ERRCODE_OUT_OF_MEMORY || code == ERRCODE_QUERY_CANCELED;
@@ -439,31 +446,52 @@ try_copy(Stream *s, RmqBatchMsg *msgs, int n)
 }
 
 /*
- * COPY the batch; if that fails on a message's data and the policy allows,
- * redo it message by message, setting aside the ones that fail.
+ * COPY the batch.  If that fails on a message's data, redo it message by
+ * message, each in a subtransaction.  Under "skip" and "dead_letter" a
+ * failing message is set aside; under "fail" its queue stops right before
+ * it (the rest of the batch still commits) and the stream fails after the
+ * commit, naming the message.
  */
 static int
 sink_batch(Stream *s)
 {
 	ErrorData  *ed;
 	int			skipped = 0;
+	bool		fail = strcmp(s->on_error, "fail") == 0;
 
 	if (s->nmsgs == 0)
 		return 0;
 	ed = try_copy(s, s->msgs, s->nmsgs);
 	if (ed == NULL)
 		return 0;
-	if (is_stream_error(ed->sqlerrcode) || strcmp(s->on_error, "fail") == 0)
+	if (is_stream_error(ed->sqlerrcode))
 		ReThrowError(ed);
 	for (int i = 0; i < s->nmsgs; i++)
 	{
-		ErrorData  *one = try_copy(s, &s->msgs[i], 1);
+		RmqBatchMsg *bm = &s->msgs[i];
+		ErrorData  *one;
 
+		if (fail && s->poison && bm->cursor == s->poison_cursor)
+			continue;			/* its queue stopped at the poison message */
+		one = try_copy(s, bm, 1);
 		if (one == NULL)
 			continue;
 		if (is_stream_error(one->sqlerrcode))
 			ReThrowError(one);
-		dead_letter(s, &s->msgs[i], one->message);
+		if (fail)
+		{
+			if (s->poison == NULL)
+			{
+				s->poison = psprintf("poison message at offset " INT64_FORMAT " of queue %d of broker \"%s\" (msg_id %s): %s%s%s",
+									 bm->m.queue_offset, bm->m.queue_id, bm->cursor->broker,
+									 bm->m.msg_id, one->message,
+									 one->detail ? ": " : "", one->detail ? one->detail : "");
+				s->poison_cursor = bm->cursor;
+				bm->cursor->next = bm->m.queue_offset;
+			}
+			continue;
+		}
+		dead_letter(s, bm, one->message);
 		skipped++;
 	}
 	return skipped;
@@ -565,6 +593,11 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 	SPI_finish();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
+	if (s->poison)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("%s", s->poison),
+				 errhint("Fix the target or choose on_error skip or dead_letter, then rmq_resume_stream().")));
 
 	/* Advisory copy for the broker's own tools; PostgreSQL stays the truth. */
 	if (s->auto_commit)
@@ -672,6 +705,8 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 		MemoryContextReset(batch_cxt);
 		MemoryContextSwitchTo(batch_cxt);
 		initStringInfo(&s->lost);
+		s->poison = NULL;
+		s->poison_cursor = NULL;
 		s->msgs = NULL;
 		s->nmsgs = s->msgs_cap = 0;
 		s->rows = s->bytes = 0;
@@ -863,6 +898,11 @@ rmq_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	/*
+	 * As the stream's owner: rows are written with its privileges, and it
+	 * may update its own stream's row (row-level security) to say why it
+	 * stopped.
+	 */
 	BackgroundWorkerInitializeConnectionByOid(wa.dboid, wa.owner, 0);
 	pgstat_report_appname(psprintf("rocketmq_stream %s/%d", wa.stream, DatumGetInt32(arg)));
 
