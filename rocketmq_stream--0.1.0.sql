@@ -140,7 +140,7 @@ CREATE TABLE rmq_batch (
     bytes         bigint  NOT NULL,
     skipped       integer NOT NULL DEFAULT 0,
     ranges        jsonb   NOT NULL,        -- [{"broker","queue_id","from","until","rows"}]
-    end_reason    text    NOT NULL         -- rows | bytes | time | drained
+    end_reason    text    NOT NULL         -- rows | bytes | time | caught_up
 );
 CREATE INDEX ON rmq_batch (stream, id);
 

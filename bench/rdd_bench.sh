@@ -15,8 +15,9 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-1000000} B=${B:-100} R=${R:-3}
 export RMQ_LIB=${RMQ_LIB:-/var/cache/rocketmq_stream/lib}
-export RMQ_HOME=/tmp/rmq_stream_bench RMQ_NAMESRV_PORT=29876 RMQ_BROKER_PORT=30911
+export RMQ_HOME=/tmp/rmq_stream_bench RMQ_NAMESRV_PORT=28876 RMQ_BROKER_PORT=29911
 ns=127.0.0.1:$RMQ_NAMESRV_PORT
+# (ports below the ephemeral range, 32768+, so a client socket never holds them)
 out=${OUT:-$top/bench/results-rdd.md}
 work=$(mktemp -d /tmp/rmq_bench.XXXXXX)
 chown postgres "$work"
@@ -50,7 +51,12 @@ psql=(runuser -u postgres -- psql -X -At -h "$work" -p 5498 -d postgres -v ON_ER
 
 echo "filling bench_rdd with $N x $B B ..." >&2
 "$top/test/java/run.sh" BenchFill "$ns" bench_rdd "$N" "$B" >&2
-total=$("${psql[@]}" -c "SELECT sum(max_offset - min_offset) FROM rmq_queues('bench_rdd')")
+# The broker's max offsets trail the last acknowledged send for a moment.
+for ((t = 0; t < 600; t++)); do
+    total=$("${psql[@]}" -c "SELECT sum(max_offset - min_offset) FROM rmq_queues('bench_rdd')")
+    [[ $total == "$N" ]] && break
+    sleep 0.1
+done
 [[ $total == "$N" ]] || { echo "expected $N messages, broker holds $total" >&2; exit 1; }
 
 sql_run() {  # prints "rate peak_kb"

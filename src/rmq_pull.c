@@ -35,8 +35,8 @@ send_one(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 offset, int32 count
 
 /*
  * Keep the cursor's pulls going: the first one may long-poll; more follow
- * at predicted offsets only for bounded reads, unfiltered, below the max
- * offset the broker last reported (those messages exist).
+ * at predicted offsets, unfiltered, below the max offset the broker last
+ * reported (those messages exist).
  */
 void
 rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms)
@@ -57,7 +57,7 @@ rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_
 				 suspend);
 		return;
 	}
-	if (ctx->stream || !ctx->filter.all || c->chunk <= 0)
+	if (!ctx->filter.all || c->chunk <= 0)
 		return;
 	while (c->npend < RMQ_MAX_INFLIGHT && c->issued < Min(c->until, c->broker_max))
 		send_one(ctx, conn, c, c->issued,

@@ -9,9 +9,9 @@
 #include "rmq_client.h"
 
 /*
- * A bounded read keeps up to this many pulls in flight per queue, at
- * predicted offsets below the queue's known max; answers are used in offset
- * order, and a wrong prediction (a gap, a short answer) drops the rest.
+ * Up to this many pulls are kept in flight per queue, at predicted offsets
+ * below the queue's known max; answers are used in offset order, and a
+ * wrong prediction (a gap, a short answer) drops the rest.
  */
 #define RMQ_MAX_INFLIGHT 4
 

@@ -71,6 +71,7 @@ typedef struct Stream
 	int			msgs_cap;
 	int64		rows;
 	int64		bytes;
+	TimestampTz first_row_at;
 	StringInfoData lost;		/* JSON objects of skipped lost ranges */
 	char	   *poison;			/* under on_error = fail: what stopped us */
 	RmqCursor  *poison_cursor;
@@ -314,6 +315,8 @@ on_message(RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m)
 {
 	Stream	   *s = (Stream *) ctx->arg;
 
+	if (s->rows == 0)
+		s->first_row_at = GetCurrentTimestamp();
 	if (s->nmsgs == s->msgs_cap)
 	{
 		s->msgs_cap = s->msgs_cap ? s->msgs_cap * 2 : 1024;
@@ -657,6 +660,16 @@ idle_wait(long ms)
 	}
 }
 
+/* Has every queue read up to the max offset the broker last reported? */
+static bool
+caught_up(Stream *s)
+{
+	for (int i = 0; i < s->ncursors; i++)
+		if (s->cursors[i].broker_max < 0 || s->cursors[i].next < s->cursors[i].broker_max)
+			return false;
+	return true;
+}
+
 /* Runs batches until the stream stops being this worker's to run. */
 static void
 run_stream(Stream *s, MemoryContext stream_cxt)
@@ -718,7 +731,6 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 		while (reason == NULL)
 		{
 			TimestampTz now = GetCurrentTimestamp();
-			bool		drained = false;
 			long		left = TimestampDifferenceMilliseconds(now, close_at);
 
 			/* Rate limit: tokens per queue refill at max_rate_per_queue. */
@@ -735,7 +747,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 				RmqCursor  *c = &s->cursors[i];
 				int			saved = s->opts.pull_batch_size;
 
-				if (c->inflight)
+				if (c->inflight && s->max_rate > 0)
 					continue;
 				if (s->max_rate > 0)
 				{
@@ -778,23 +790,21 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 					continue;
 				{
 					/*
-					 * Once the batch has rows, wait only `batch_linger` for
-					 * more: a backlog keeps answers coming faster than that,
-					 * so batches stay large, while a trickle commits at once.
+					 * A batch with rows waits for more only until every queue
+					 * has caught up with the broker and `batch_linger` has
+					 * passed since its first row: a backlog fills batches,
+					 * a trickle commits within the linger.
 					 */
 					TimestampTz now2 = GetCurrentTimestamp();
 					TimestampTz soft = close_at;
+					TimestampTz linger_end = TimestampTzPlusMilliseconds(s->first_row_at, s->batch_linger);
 
-					if (s->rows > 0)
-						soft = Min(soft, TimestampTzPlusMilliseconds(now2, s->batch_linger));
+					if (s->rows > 0 && linger_end > now2)
+						soft = Min(soft, linger_end);
 					if (s->max_rate > 0)
 						soft = Min(soft, TimestampTzPlusMilliseconds(now2, 50));
 					if (!rmq_conn_recv_soft(conns[i], soft, hard, &resp))
-					{
-						if (s->rows > 0 && s->max_rate <= 0)
-							drained = true;
 						continue;
-					}
 				}
 				for (int j = 0; j < s->ncursors; j++)
 				{
@@ -813,15 +823,29 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 				reason = "bytes";
 			else if (GetCurrentTimestamp() >= close_at)
 				reason = s->rows > 0 ? "time" : "idle";
-			else if (drained)
-				reason = "drained";
+			else if (s->rows > 0 && caught_up(s) &&
+					 TimestampDifferenceExceeds(s->first_row_at, GetCurrentTimestamp(), s->batch_linger))
+				reason = "caught_up";
 			if (s->max_rate > 0 && reason == NULL)
 				idle_wait(10);
 			CHECK_FOR_INTERRUPTS();
 		}
 		for (int i = 0; i < s->ncursors; i++)
-			if (s->cursors[i].next != s->from[i])
+		{
+			RmqCursor  *c = &s->cursors[i];
+
+			if (c->next != s->from[i])
 				advanced = true;
+			/* Answers held out of order live in this batch's memory: drop. */
+			for (int k = 0; k < c->npend; k++)
+				if (c->pend[k].arrived)
+				{
+					c->npend = 0;
+					c->inflight = false;
+					c->issued = c->next;
+					break;
+				}
+		}
 		if (advanced || s->rows > 0)
 		{
 			if (!commit_batch(s, started, reason))
