@@ -49,6 +49,8 @@ extern RmqJson *rmq_json_parse(const char *s, size_t len, char **err);
 extern RmqJson *rmq_json_get(const RmqJson *obj, const char *key);
 extern const char *rmq_json_get_str(const RmqJson *obj, const char *key);
 extern bool rmq_json_get_int64(const RmqJson *obj, const char *key, int64 *out);
+/* A whole decimal int64 (no trailing bytes); false for NULL or junk. */
+extern bool rmq_parse_int64(const char *s, int64 *out);
 extern void rmq_json_escape(StringInfo out, const char *s);
 
 /* ---------- frames ---------- */

@@ -83,18 +83,7 @@ rmq_cmd_field(const RmqCommand *cmd, const char *key)
 bool
 rmq_cmd_field_int64(const RmqCommand *cmd, const char *key, int64 *out)
 {
-	const char *s = rmq_cmd_field(cmd, key);
-	char	   *end;
-	long long	v;
-
-	if (s == NULL || *s == '\0')
-		return false;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return false;
-	*out = (int64) v;
-	return true;
+	return rmq_parse_int64(rmq_cmd_field(cmd, key), out);
 }
 
 void

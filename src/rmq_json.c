@@ -360,9 +360,8 @@ rmq_json_get_str(const RmqJson *obj, const char *key)
 }
 
 bool
-rmq_json_get_int64(const RmqJson *obj, const char *key, int64 *out)
+rmq_parse_int64(const char *s, int64 *out)
 {
-	const char *s = rmq_json_get_str(obj, key);
 	char	   *end;
 	long long	v;
 
@@ -374,6 +373,12 @@ rmq_json_get_int64(const RmqJson *obj, const char *key, int64 *out)
 		return false;
 	*out = (int64) v;
 	return true;
+}
+
+bool
+rmq_json_get_int64(const RmqJson *obj, const char *key, int64 *out)
+{
+	return rmq_parse_int64(rmq_json_get_str(obj, key), out);
 }
 
 void
