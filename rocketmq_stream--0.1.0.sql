@@ -309,6 +309,28 @@ BEGIN
     DELETE FROM rmq_offset o WHERE o.consumer_group = s.consumer_group AND o.topic = s.topic;
 END $$;
 
+-- Change a stream's options (merged into the present ones; a JSON null
+-- removes one).  Its workers restart with them at their stored offsets; the
+-- state is kept, so a failed stream is resumed separately, e.g. after
+-- accepting data loss with {"fail_on_data_loss": false}.
+CREATE FUNCTION rmq_alter_stream(name text, options jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    merged jsonb;
+BEGIN
+    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT jsonb_strip_nulls(s.options || rmq_alter_stream.options) INTO merged
+    FROM rmq_stream s WHERE s.name = rmq_alter_stream.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM rmq_check_stream_options(merged);
+    UPDATE rmq_stream s SET options = merged, generation = generation + 1
+    WHERE s.name = rmq_alter_stream.name;
+END $$;
+
 CREATE VIEW rmq_stream_status WITH (security_invoker = true) AS
 SELECT s.name AS stream, s.topic, s.consumer_group, o.broker, o.queue_id,
        o.next_offset, o.broker_max_offset,

@@ -420,9 +420,22 @@ latency() {  # latency INTERVAL_MS -> appends a line to $work/lat.dat
     log "[latency $iv ms] producing $LAT_RATE msg/s for $LAT_SECONDS s ..."
     "$top/test/java/run.sh" LatencyProduce "$ns" "$topic" "$LAT_RATE" "$LAT_SECONDS" "$B" \
         >"$work/lat_$iv.out" 2>"$work/lat_$iv.err" &
-    local ppid=$!
+    local ppid=$! wpid t_lat=$EPOCHREALTIME memf=$work/latmem_$iv.tsv
     bgpids+=("$ppid")
-    while kill -0 "$ppid" 2>/dev/null; do snap_batches "$sname"; sleep 2; done
+    wpid=$(worker_pid)
+    # The worker's private memory (RssAnon, kB) every 2 s: flat over a long
+    # run (LAT_SECONDS=600) means no leak per batch.
+    : >"$memf"
+    while kill -0 "$ppid" 2>/dev/null; do
+        snap_batches "$sname"
+        awk -v t="$(secs_since "$t_lat")" '/^RssAnon/ {print t, $2}' "/proc/$wpid/status" >>"$memf" 2>/dev/null || true
+        sleep 2
+    done
+    # After the first minute (or 10% of a short run), at the end, and the max.
+    local mem
+    mem=$(awk -v warm="$(( LAT_SECONDS >= 120 ? 60 : LAT_SECONDS / 10 ))" '
+        {if (!w && $1 >= warm) {w = $2}; last = $2; if ($2 > mx) mx = $2; n++}
+        END {if (n) printf "%.1f/%.1f/%.1f/%+.1f", w / 1024, last / 1024, mx / 1024, (last - w) / 1024; else print "-"}' "$memf")
     local rc=0
     wait "$ppid" || rc=$?
     untrack "$ppid"
@@ -471,7 +484,7 @@ SQL
     local rows
     rows=$(cut -d'|' -f1 <<<"$res")
     [[ $rows == "$sent" ]] || die "latency sink has $rows rows, $sent were sent"
-    echo "$iv $(tr '|' ' ' <<<"$res") $(sed 's/.*rate=\([0-9]*\).*late_max_ms=\([0-9.]*\).*/\1 \2/' <<<"$line")" >>"$work/lat.dat"
+    echo "$iv $(tr '|' ' ' <<<"$res") $(sed 's/.*rate=\([0-9]*\).*late_max_ms=\([0-9.]*\).*/\1 \2/' <<<"$line") $mem" >>"$work/lat.dat"
     log "[latency $iv ms] rows, with batch, p50 p99 max avg (commit ts), p50 p99 max (batch), batches, rows/batch, ms/batch avg max, slow batches, end reasons: $res"
     q "SELECT rmq_drop_stream('$sname')" >/dev/null
     q "DROP TABLE $sink"
@@ -595,10 +608,11 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
         echo "clock). Cross-check: \`rmq_batch.committed_at\` of the batch whose range holds the row (set by the"
         echo "batch's last INSERT, a little earlier still)."
         echo
-        echo "| batch_interval, ms | rows | p50, ms | p99, ms | max, ms | avg, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        while read -r iv rows wb p50 p99 mx av bp50 bp99 bmx nb rpb dur dmax slow why prate plate; do
-            echo "| $iv | $rows | $p50 | **$p99** | $mx | $av | $bp50 / $bp99 / $bmx ($wb rows matched) | $nb | $rpb | $dur / $dmax | $slow | ${why//,/, } | $prate ($plate) |"
+        echo "| batch_interval, ms | rows | p50, ms | p99, ms | max, ms | avg, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        while read -r iv rows wb p50 p99 mx av bp50 bp99 bmx nb rpb dur dmax slow why prate plate mem; do
+            IFS=/ read -r m1 m2 m3 m4 <<<"$mem"
+            echo "| $iv | $rows | $p50 | **$p99** | $mx | $av | $bp50 / $bp99 / $bmx ($wb rows matched) | $nb | $rpb | $dur / $dmax | $slow | ${why//,/, } | $prate ($plate) | $m1 / $m2 / $m3 ($m4) |"
         done <"$work/lat.dat"
         echo
         echo "Target: p99 ≤ 25 ms at 1000 msg/s."

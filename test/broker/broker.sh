@@ -10,6 +10,9 @@
 #                                      RMQ_USE_MQADMIN=1 via mqadmin updateTopic
 #   broker.sh env                      print export lines for tests, e.g.
 #                                      eval "$(test/broker/broker.sh env)"
+#   broker.sh delete-expired           ask the broker to delete its expired
+#                                      commit-log files now (what mqadmin
+#                                      deleteExpiredCommitLog does)
 #
 # Environment (defaults):
 #   RMQ_HOME=/tmp/rmq_stream_broker   state: configs, store, logs, pid files
@@ -17,6 +20,9 @@
 #   RMQ_BROKER_PORT=10911             the broker also binds PORT-2 and PORT+1
 #   RMQ_LIB=$HOME/.cache/rocketmq_stream/lib
 #   RMQ_START_TIMEOUT=120             seconds
+#   RMQ_BROKER_CONF_EXTRA=            lines appended to broker.conf (later
+#                                      lines win), e.g. for a broker that
+#                                      loses data on purpose (t/105)
 #
 # Everything listens on 127.0.0.1 (the HA port via LoopbackHAService.java)
 # and lives under RMQ_HOME: configs, store/, logs/ (*.out = stdout,
@@ -151,6 +157,7 @@ timerWheelEnable=false
 messageIndexEnable=false
 cleanFileForciblyEnable=false
 diskMaxUsedSpaceRatio=95
+${RMQ_BROKER_CONF_EXTRA:-}
 EOF
 }
 
@@ -287,6 +294,14 @@ cmd_create_topic() {
         die "topic $topic has no route after creation ${out:+: $out}"
 }
 
+# DELETE_EXPIRED_COMMITLOG: the broker's cleaner then deletes, on its next
+# rounds, every commit-log file but the one being written that is older than
+# fileReservedTime hours.  The consume queues' min offsets follow.
+cmd_delete_expired() {
+    broker_running || die "broker is not running (broker.sh start)"
+    python3 "$here/rmq_probe.py" delete-expired "$broker_addr" || die "DELETE_EXPIRED_COMMITLOG failed"
+}
+
 cmd_env() {
     cat <<EOF
 export RMQ_HOME=$RMQ_HOME
@@ -315,5 +330,6 @@ case ${1:-} in
     status) cmd_status ;;
     create-topic) shift; cmd_create_topic "$@" ;;
     env) cmd_env ;;
-    *) echo "usage: $0 start|stop|status|create-topic TOPIC [QUEUES]|env" >&2; exit 2 ;;
+    delete-expired) cmd_delete_expired ;;
+    *) echo "usage: $0 start|stop|status|create-topic TOPIC [QUEUES]|env|delete-expired" >&2; exit 2 ;;
 esac

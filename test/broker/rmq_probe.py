@@ -14,6 +14,9 @@ name server a question.  Python 3 stdlib only.
       UPDATE_AND_CREATE_TOPIC (17) sent straight to the broker, as mqadmin
       updateTopic does, without the ~3.5 s JVM start-up and client shutdown
 
+  rmq_probe.py delete-expired BROKER_ADDR
+      DELETE_EXPIRED_COMMITLOG (329), as mqadmin deleteExpiredCommitLog sends
+
 Exit status 0 when the condition holds, 1 on timeout (last error on stderr).
 """
 import argparse
@@ -111,15 +114,22 @@ def create_topic(broker, topic, queues):
     return None
 
 
+def delete_expired(broker):
+    h, _ = rpc(broker, 329, timeout=10)
+    if h.get("code") != 0:
+        return "DELETE_EXPIRED_COMMITLOG: code %s %s" % (h.get("code"), h.get("remark", ""))
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--timeout", type=float, default=0)
     ap.add_argument("--nudge", action="store_true")
-    ap.add_argument("what", choices=["cluster", "route", "create-topic"])
+    ap.add_argument("what", choices=["cluster", "route", "create-topic", "delete-expired"])
     ap.add_argument("args", nargs="+")
     a = ap.parse_args()
     fn = {"cluster": check_cluster, "route": check_route,
-          "create-topic": create_topic}[a.what]
+          "create-topic": create_topic, "delete-expired": delete_expired}[a.what]
     deadline = time.monotonic() + a.timeout
     while True:
         try:

@@ -10,7 +10,7 @@
 #  - INSERT on the target revoked from the stream's owner (a role that is
 #    not a superuser and owns nothing): failed; granted again and resumed:
 #    exactly once.
-# Data loss (fail_on_data_loss) is not tested here: see the SKIP below.
+# Data loss (fail_on_data_loss) is tested in 105_data_loss.pl.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -183,19 +183,6 @@ SKIP:
 	RmqTest::wait_caught_up($node, 's_perm', $gR, $R);
 	RmqTest::check_exact($node, table => 'perm_t', topic => $R, group => $gR, expect => 100, label => 'granted again and resumed');
 	sql("SELECT rmq_drop_stream('s_perm')");
-}
-
-# --- data loss --------------------------------------------------------------------
-SKIP:
-{
-	# A queue loses data when the broker deletes commit-log files: only files
-	# older than fileReservedTime (hours) that are not the file being
-	# written (64 MiB here), at deleteWhen o'clock or when the disk is
-	# nearly full (test/broker/broker.sh sets cleanFileForciblyEnable=false).
-	# Forcing that would mean reconfiguring the shared test broker
-	# (UPDATE_BROKER_CONFIG) and writing over 64 MiB, and would delete other
-	# tests' messages too; faking a min offset is not a test.
-	skip 'the test broker cannot be made to drop data within a test (fail_on_data_loss untested)', 1;
 }
 
 my $log = slurp_file($node->logfile);
