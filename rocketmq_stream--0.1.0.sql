@@ -49,8 +49,10 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'rmq_offset_for_time'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION rmq_committed_offsets(consumer_group text, topic text,
-                                      options jsonb DEFAULT '{}')
+-- The group's offsets as the broker has them (rmq_committed_offsets puts
+-- PostgreSQL's beside them).
+CREATE FUNCTION rmq_broker_offsets(consumer_group text, topic text,
+                                   options jsonb DEFAULT '{}')
 RETURNS TABLE (broker text, queue_id integer, broker_offset bigint)
 AS 'MODULE_PATHNAME', 'rmq_committed_offsets'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -84,7 +86,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Reading from or writing to the broker is not for every role.
 REVOKE ALL ON FUNCTION rmq_queues(text, jsonb), rmq_create_rdd(text, rmq_offset_range[], jsonb),
     rmq_offset_for_time(text, text, integer, timestamptz, jsonb),
-    rmq_committed_offsets(text, text, jsonb), rmq_commit_offsets(text, rmq_offset_range[], jsonb),
+    rmq_broker_offsets(text, text, jsonb), rmq_commit_offsets(text, rmq_offset_range[], jsonb),
     rmq_send(text, bytea, text, text, jsonb, jsonb),
     rmq_send_batch(text, bytea[], text, text[], jsonb, jsonb),
     rmq_create_topic(text, integer, text, jsonb) FROM PUBLIC;
@@ -106,6 +108,20 @@ CREATE TABLE rmq_offset (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer_group, topic, broker, queue_id)
 );
+
+-- PostgreSQL's offsets (the source of truth) with the broker's copy beside
+-- them, per queue of the topic's route and per stored queue.
+CREATE FUNCTION rmq_committed_offsets(consumer_group text, topic text,
+                                      options jsonb DEFAULT '{}')
+RETURNS TABLE (broker text, queue_id integer, next_offset bigint, broker_offset bigint)
+LANGUAGE sql VOLATILE PARALLEL UNSAFE AS $$
+    SELECT coalesce(b.broker, o.broker), coalesce(b.queue_id, o.queue_id), o.next_offset, b.broker_offset
+    FROM rmq_broker_offsets($1, $2, $3) b
+    FULL JOIN (SELECT * FROM rmq_offset WHERE rmq_offset.consumer_group = $1 AND rmq_offset.topic = $2) o
+           ON o.broker = b.broker AND o.queue_id = b.queue_id
+    ORDER BY 1, 2
+$$;
+REVOKE ALL ON FUNCTION rmq_committed_offsets(text, text, jsonb) FROM PUBLIC;
 
 CREATE TABLE rmq_stream (
     name            text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),

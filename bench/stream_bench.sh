@@ -624,7 +624,7 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
     echo "${log_problems:-(none)}"
     echo '```'
     echo
-    echo "![rates, worker memory, latency](stream_bench.png)"
+    echo "![rates, worker memory, latency]($(basename "$png"))"
 } >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"

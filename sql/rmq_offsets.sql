@@ -3,10 +3,11 @@ SELECT * FROM rmq_committed_offsets('rt_offsets', 'rt_one');
 
 BEGIN;
 SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 5)]);
-SELECT broker_offset AS inside_transaction FROM rmq_committed_offsets('rt_offsets', 'rt_one');
+-- PostgreSQL's offset moves inside the transaction, the broker's does not.
+SELECT next_offset AS stored_inside, broker_offset AS inside_transaction FROM rmq_committed_offsets('rt_offsets', 'rt_one');
 COMMIT;
 -- `until` is committed: the next offset to read, not the last one read.
-SELECT broker_offset AS after_commit FROM rmq_committed_offsets('rt_offsets', 'rt_one');
+SELECT next_offset AS stored, broker_offset AS after_commit FROM rmq_committed_offsets('rt_offsets', 'rt_one');
 
 BEGIN;
 SELECT rmq_commit_offsets('rt_offsets', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 5, 10)]);

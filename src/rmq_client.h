@@ -43,6 +43,7 @@ extern const char *rmq_conn_addr(RmqConn *c);
 extern int32 rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline);
 extern void rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp);
 extern bool rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqCommand *resp);
+extern bool rmq_conn_wait_any(RmqConn **cs, int n, TimestampTz until);
 extern void rmq_conn_done(RmqConn *c);
 extern void rmq_conn_discard(RmqConn *c);
 extern void rmq_conn_reset_all(void);

@@ -429,6 +429,37 @@ rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqComman
 	}
 }
 
+/*
+ * Sleep until one of `cs` has bytes to read, the latch is set, or `until`
+ * passes; false only on the timeout.  For a caller with requests out on
+ * several connections: it polls each with rmq_conn_recv_soft (soft = now)
+ * and sleeps here when none had a frame, instead of sleeping on each in
+ * turn.  The set is built per call: a few system calls, next to a network
+ * round trip.
+ */
+bool
+rmq_conn_wait_any(RmqConn **cs, int n, TimestampTz until)
+{
+	WaitEventSet *wes;
+	WaitEvent	ev;
+	long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+	int			rc;
+
+	if (timeout <= 0)
+		return false;
+	wes = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < n; i++)
+		AddWaitEventToSet(wes, WL_SOCKET_READABLE, cs[i]->sock, NULL, NULL);
+	rc = WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
+	FreeWaitEventSet(wes);
+	if (rc > 0 && (ev.events & WL_LATCH_SET))
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	return rc > 0;
+}
+
 void
 rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp)
 {

@@ -33,6 +33,12 @@
 
 #define MAX_BACKOFF_MS 30000
 #define CONF_CHECK_MS 2000
+/*
+ * How often a worker asks the name server for the topic's route: queues
+ * come and go with brokers (a restarted broker is missing from the route
+ * for a while) and with topic updates.  The Java client polls every 30 s.
+ */
+#define ROUTE_CHECK_MS 5000
 #define BATCH_HISTORY 1000
 
 typedef struct Stream
@@ -76,6 +82,7 @@ typedef struct Stream
 	char	   *poison;			/* under on_error = fail: what stopped us */
 	RmqCursor  *poison_cursor;
 	uint64		batches;
+	bool		replan;			/* the route changed: run again, at once */
 } Stream;
 
 static int64
@@ -213,11 +220,13 @@ cmp_queue(const void *a, const void *b)
  * dealt round-robin over the workers (PreferConsistent), except those the
  * queue map assigns explicitly (PreferFixed).
  */
-static void
-assign_queues(Stream *s)
+static int
+plan_queues(Stream *s, RmqCursor **out)
 {
 	RmqRoute   *route = rmq_route(&s->opts, s->topic, true);
 	RmqCursor  *all;
+	RmqCursor  *mine;
+	int			nmine = 0;
 	int			n = 0,
 				k = 0;
 
@@ -244,8 +253,7 @@ assign_queues(Stream *s)
 		}
 	}
 	qsort(all, n, sizeof(RmqCursor), cmp_queue);
-	s->cursors = palloc0(sizeof(RmqCursor) * Max(n, 1));
-	s->ncursors = 0;
+	mine = palloc0(sizeof(RmqCursor) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		const char *mapped = s->queue_map
@@ -253,8 +261,33 @@ assign_queues(Stream *s)
 		int			owner = mapped ? atoi(mapped) : (k++) % s->parallelism;
 
 		if (owner == s->index)
-			s->cursors[s->ncursors++] = all[i];
+			mine[nmine++] = all[i];
 	}
+	*out = mine;
+	return nmine;
+}
+
+/* This worker's queues: its share of the topic's readable queues. */
+static void
+assign_queues(Stream *s)
+{
+	s->ncursors = plan_queues(s, &s->cursors);
+}
+
+/* Does a fresh route give this worker the queues it has? */
+static bool
+route_current(Stream *s)
+{
+	RmqCursor  *now;
+	int			n = plan_queues(s, &now);
+
+	if (n != s->ncursors)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (now[i].queue_id != s->cursors[i].queue_id || strcmp(now[i].broker, s->cursors[i].broker) != 0 ||
+			strcmp(now[i].addr, s->cursors[i].addr) != 0)
+			return false;
+	return true;
 }
 
 /*
@@ -670,6 +703,77 @@ caught_up(Stream *s)
 	return true;
 }
 
+/*
+ * Take at most one answer from each broker connection with pulls out, or
+ * none once the batch may close.  A batch with rows waits for more only
+ * until every queue has caught up with the broker and `batch_linger` has
+ * passed since its first row: a backlog fills batches, a trickle commits
+ * within the linger.  With several brokers each connection is polled and
+ * the worker sleeps on all of them at once, so a long poll held by one
+ * broker never delays another's answer.
+ */
+static void
+receive_answers(Stream *s, RmqPullCtx *ctx, RmqConn **conns, TimestampTz close_at)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz soft = close_at;
+	TimestampTz linger_end = TimestampTzPlusMilliseconds(s->first_row_at, s->batch_linger);
+	TimestampTz wake = 0;
+	RmqConn   **busy = palloc(sizeof(RmqConn *) * s->ncursors);
+	int			nbusy = 0;
+	bool		got = false;
+
+	if (s->rows > 0 && linger_end > now)
+		soft = Min(soft, linger_end);
+	if (s->max_rate > 0)
+		soft = Min(soft, TimestampTzPlusMilliseconds(now, 50));
+
+	/* The distinct connections with pulls out, and their earliest deadline. */
+	for (int i = 0; i < s->ncursors; i++)
+	{
+		bool		seen = conns[i] == NULL;
+
+		for (int j = 0; j < nbusy && !seen; j++)
+			seen = busy[j] == conns[i];
+		if (seen)
+			continue;
+		for (int j = 0; j < s->ncursors; j++)
+			if (conns[j] == conns[i] && s->cursors[j].inflight)
+			{
+				busy[nbusy++] = conns[i];
+				break;
+			}
+	}
+	for (int k = 0; k < nbusy; k++)
+	{
+		RmqCommand	resp;
+		TimestampTz hard = 0;
+
+		for (int j = 0; j < s->ncursors; j++)
+			if (conns[j] == busy[k] && s->cursors[j].inflight &&
+				(hard == 0 || s->cursors[j].deadline < hard))
+				hard = s->cursors[j].deadline;
+		wake = (wake == 0 || hard < wake) ? hard : wake;
+		/* One connection: sleep on it.  Several: only look (soft = now). */
+		if (!rmq_conn_recv_soft(busy[k], nbusy == 1 ? soft : GetCurrentTimestamp(), hard, &resp))
+			continue;
+		got = true;
+		for (int j = 0; j < s->ncursors; j++)
+		{
+			RmqCursor  *c = &s->cursors[j];
+
+			if (conns[j] == busy[k] && rmq_cursor_owns(c, resp.opaque))
+			{
+				rmq_cursor_handle(ctx, c, &resp);
+				break;
+			}
+		}
+	}
+	if (nbusy > 1 && !got)
+		(void) rmq_conn_wait_any(busy, nbusy, Min(soft, wake));
+	pfree(busy);
+}
+
 /* Runs batches until the stream stops being this worker's to run. */
 static void
 run_stream(Stream *s, MemoryContext stream_cxt)
@@ -678,6 +782,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	RmqPullCtx	ctx;
 	RmqConn   **conns;
 	TimestampTz last_check = GetCurrentTimestamp();
+	TimestampTz last_route = last_check;
 	TimestampTz last_tick;
 
 	MemoryContextSwitchTo(stream_cxt);
@@ -689,7 +794,14 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	{
 		/* More workers than queues: wait for a change of plan. */
 		while (conf_current(s))
-			idle_wait(CONF_CHECK_MS * 5);
+		{
+			idle_wait(ROUTE_CHECK_MS);
+			if (!route_current(s))
+			{
+				s->replan = true;
+				return;
+			}
+		}
 		return;
 	}
 	resolve_starts(s);
@@ -766,57 +878,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 				rmq_cursor_send(&ctx, conns[i], c, Min(left, s->opts.pull_timeout_ms));
 				s->opts.pull_batch_size = saved;
 			}
-			/* Wait for any answer on each broker connection in turn. */
-			for (int i = 0; i < s->ncursors; i++)
-			{
-				RmqCommand	resp;
-				TimestampTz hard = 0;
-				bool		first = true;
-				bool		inflight = false;
-
-				for (int j = 0; j < i; j++)
-					if (conns[j] == conns[i])
-						first = false;
-				if (!first || conns[i] == NULL)
-					continue;
-				for (int j = 0; j < s->ncursors; j++)
-					if (conns[j] == conns[i] && s->cursors[j].inflight)
-					{
-						inflight = true;
-						if (hard == 0 || s->cursors[j].deadline < hard)
-							hard = s->cursors[j].deadline;
-					}
-				if (!inflight)
-					continue;
-				{
-					/*
-					 * A batch with rows waits for more only until every queue
-					 * has caught up with the broker and `batch_linger` has
-					 * passed since its first row: a backlog fills batches,
-					 * a trickle commits within the linger.
-					 */
-					TimestampTz now2 = GetCurrentTimestamp();
-					TimestampTz soft = close_at;
-					TimestampTz linger_end = TimestampTzPlusMilliseconds(s->first_row_at, s->batch_linger);
-
-					if (s->rows > 0 && linger_end > now2)
-						soft = Min(soft, linger_end);
-					if (s->max_rate > 0)
-						soft = Min(soft, TimestampTzPlusMilliseconds(now2, 50));
-					if (!rmq_conn_recv_soft(conns[i], soft, hard, &resp))
-						continue;
-				}
-				for (int j = 0; j < s->ncursors; j++)
-				{
-					RmqCursor  *c = &s->cursors[j];
-
-					if (conns[j] == conns[i] && rmq_cursor_owns(c, resp.opaque))
-					{
-						rmq_cursor_handle(&ctx, c, &resp);
-						break;
-					}
-				}
-			}
+			receive_answers(s, &ctx, conns, close_at);
 			if (s->rows >= s->batch_rows)
 				reason = "rows";
 			else if (s->bytes >= s->batch_bytes)
@@ -857,6 +919,19 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 			if (!conf_current(s))
 				return;
 			last_check = GetCurrentTimestamp();
+		}
+		/*
+		 * Between batches: the new run starts from the stored offsets, and
+		 * answers still in flight die with the connections.
+		 */
+		if (TimestampDifferenceExceeds(last_route, GetCurrentTimestamp(), ROUTE_CHECK_MS))
+		{
+			if (!route_current(s))
+			{
+				s->replan = true;
+				return;
+			}
+			last_route = GetCurrentTimestamp();
 		}
 		if (ConfigReloadPending)
 		{
@@ -942,6 +1017,15 @@ rmq_worker_main(Datum arg)
 		s.generation = wa.generation;
 		MemoryContextReset(stream_cxt);
 		ed = try_run(&s, stream_cxt);
+		if (ed == NULL && s.replan)
+		{
+			ereport(LOG,
+					(errmsg("stream \"%s\": the queues of topic \"%s\" changed; worker %d takes up its new share",
+							s.name, s.topic, s.index)));
+			rmq_conn_reset_all();
+			failures = 0;
+			continue;
+		}
 		if (ed == NULL)
 			break;				/* paused, dropped, reset: the launcher decides */
 		fail = !is_transient(ed->sqlerrcode);

@@ -20,6 +20,11 @@
 #   RMQ_BROKER_PORT=10911             the broker also binds PORT-2 and PORT+1
 #   RMQ_LIB=$HOME/.cache/rocketmq_stream/lib
 #   RMQ_START_TIMEOUT=120             seconds
+#   RMQ_BROKER_NAME=broker-a
+#   RMQ_JOIN_NAMESRV=                 host:port of a running name server:
+#                                      start only a broker (another
+#                                      RMQ_BROKER_NAME, RMQ_HOME and port) in
+#                                      its cluster, for multi-broker tests
 #   RMQ_BROKER_CONF_EXTRA=            lines appended to broker.conf (later
 #                                      lines win), e.g. for a broker that
 #                                      loses data on purpose (t/105)
@@ -38,9 +43,9 @@ RMQ_BROKER_PORT=${RMQ_BROKER_PORT:-10911}
 RMQ_LIB=${RMQ_LIB:-$HOME/.cache/rocketmq_stream/lib}
 RMQ_START_TIMEOUT=${RMQ_START_TIMEOUT:-120}
 
-namesrv_addr=127.0.0.1:$RMQ_NAMESRV_PORT
+namesrv_addr=${RMQ_JOIN_NAMESRV:-127.0.0.1:$RMQ_NAMESRV_PORT}
 broker_addr=127.0.0.1:$RMQ_BROKER_PORT
-broker_name=broker-a
+broker_name=${RMQ_BROKER_NAME:-broker-a}
 cluster=DefaultCluster
 logs=$RMQ_HOME/logs
 
@@ -88,7 +93,13 @@ pid_alive() {
 # whether the process exists.
 proc_alive() { local pid; pid=$(<"$1"); kill -0 "$pid" 2>/dev/null; }
 
-namesrv_running() { pid_alive "$RMQ_HOME/namesrv.pid" NamesrvStartup && port_open "$RMQ_NAMESRV_PORT"; }
+# A joining broker's name server is someone else's: only ask if it listens.
+namesrv_running() {
+    if [[ -n ${RMQ_JOIN_NAMESRV:-} ]]; then
+        (exec 3<>"/dev/tcp/${RMQ_JOIN_NAMESRV%:*}/${RMQ_JOIN_NAMESRV##*:}") 2>/dev/null
+        return
+    fi
+    pid_alive "$RMQ_HOME/namesrv.pid" NamesrvStartup && port_open "$RMQ_NAMESRV_PORT"; }
 broker_running() { pid_alive "$RMQ_HOME/broker.pid" BrokerStartup && port_open "$RMQ_BROKER_PORT"; }
 
 need_jars() {
@@ -198,16 +209,23 @@ cmd_start() {
     build_ext
     # A half-running pair (one died) is restarted from scratch.
     cmd_stop >/dev/null 2>&1 || true
-    port_free_or_die "$RMQ_NAMESRV_PORT" "$((RMQ_BROKER_PORT - 2))" "$RMQ_BROKER_PORT" "$((RMQ_BROKER_PORT + 1))"
+    if [[ -n ${RMQ_JOIN_NAMESRV:-} ]]; then
+        namesrv_running || die "no name server listening at $RMQ_JOIN_NAMESRV"
+    else
+        port_free_or_die "$RMQ_NAMESRV_PORT"
+    fi
+    port_free_or_die "$((RMQ_BROKER_PORT - 2))" "$RMQ_BROKER_PORT" "$((RMQ_BROKER_PORT + 1))"
     write_configs
     local t0=$SECONDS deadline=$((SECONDS + RMQ_START_TIMEOUT))
 
     # Both JVMs start at once (start-up is mostly JVM and class loading, so
     # this saves ~2 s).  The broker's own registration at boot may then find
     # no name server, hence --nudge below.
-    start_java namesrv org.apache.rocketmq.namesrv.NamesrvStartup \
-        -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 \
-        -Drmq.logback.configurationFile=rmq.namesrv.logback.xml -- -c "$RMQ_HOME/namesrv.conf"
+    if [[ -z ${RMQ_JOIN_NAMESRV:-} ]]; then
+        start_java namesrv org.apache.rocketmq.namesrv.NamesrvStartup \
+            -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 \
+            -Drmq.logback.configurationFile=rmq.namesrv.logback.xml -- -c "$RMQ_HOME/namesrv.conf"
+    fi
     start_java broker org.apache.rocketmq.broker.BrokerStartup \
         -Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m "${jvm_opens[@]}" \
         -Drmq.logback.configurationFile=rmq.broker.logback.xml \
@@ -219,7 +237,7 @@ cmd_start() {
     # was up first), and otherwise only 10 s later; the probe makes the broker
     # register again (see rmq_probe.py).
     until python3 "$here/rmq_probe.py" --timeout 1 --nudge cluster "$namesrv_addr" "$broker_name" "$broker_addr" 2>/dev/null; do
-        proc_alive "$RMQ_HOME/namesrv.pid" || fail_start "name server exited during start-up"
+        [[ -n ${RMQ_JOIN_NAMESRV:-} ]] || proc_alive "$RMQ_HOME/namesrv.pid" || fail_start "name server exited during start-up"
         proc_alive "$RMQ_HOME/broker.pid" || fail_start "broker exited during start-up"
         ((SECONDS < deadline)) || fail_start "broker not registered with the name server within ${RMQ_START_TIMEOUT}s"
     done
@@ -262,7 +280,9 @@ cmd_stop() {
 
 cmd_status() {
     local rc=0
-    if namesrv_running; then echo "namesrv: running, pid $(<"$RMQ_HOME/namesrv.pid"), $namesrv_addr"; else echo "namesrv: not running"; rc=3; fi
+    if [[ -n ${RMQ_JOIN_NAMESRV:-} ]]; then
+        if namesrv_running; then echo "namesrv: $namesrv_addr (joined, not ours)"; else echo "namesrv: $namesrv_addr not listening"; rc=3; fi
+    elif namesrv_running; then echo "namesrv: running, pid $(<"$RMQ_HOME/namesrv.pid"), $namesrv_addr"; else echo "namesrv: not running"; rc=3; fi
     if broker_running; then echo "broker:  running, pid $(<"$RMQ_HOME/broker.pid"), $broker_addr"; else echo "broker:  not running"; rc=3; fi
     return $rc
 }
