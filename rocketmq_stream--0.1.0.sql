@@ -193,7 +193,8 @@ DECLARE
     k text;
     known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                           'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
-                          'fail_on_data_loss', 'auto_commit', 'on_error', 'namesrv_addr', 'check_crc'];
+                          'fail_on_data_loss', 'auto_commit', 'on_error', 'namesrv_addr', 'check_crc',
+                          'synchronous_commit'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -205,6 +206,11 @@ BEGIN
                       HINT = 'Valid options are ' || array_to_string(known, ', ') || '.';
         END IF;
     END LOOP;
+    IF options ? 'synchronous_commit' AND (jsonb_typeof(options->'synchronous_commit') <> 'string' OR
+       NOT options->>'synchronous_commit' IN ('on', 'off', 'local', 'remote_write', 'remote_apply')) THEN
+        RAISE EXCEPTION 'synchronous_commit must be on, off, local, remote_write or remote_apply'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF options ? 'on_error' AND NOT options->>'on_error' IN ('fail', 'skip', 'dead_letter') THEN
         RAISE EXCEPTION 'on_error must be fail, skip or dead_letter' USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -38,6 +38,8 @@
 #                         report its rate so far (it may be slow)
 #   STREAM_OPTS='{"batch_interval": 1000, "batch_rows": 10000}'  drain options
 #   LAT_RATE=1000 LAT_SECONDS=60 LAT_INTERVALS="10 50 1000"  (0 s skips)
+#   LAT_SYNC="server off"  the latency streams' synchronous_commit option, each
+#                         in turn ("server": not set, the server's on)
 #   LAT_EXTRA_OPTS='{}'   more options for the latency streams, e.g.
 #                         '{"batch_linger": 5}'
 #   DRAIN_TIMEOUT=3600    seconds before a drain counts as stuck
@@ -59,6 +61,7 @@ N=${N:-2000000} B=${B:-100}
 N1K=${N1K:-$((N / 4))} B1K=${B1K:-1024}
 LOOP_MAX_S=${LOOP_MAX_S:-300}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-60} LAT_INTERVALS=${LAT_INTERVALS:-"10 50 1000"}
+LAT_SYNC=${LAT_SYNC:-"server off"}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-3600}
 PG_PORT=${PG_PORT:-5497}
 BUILD=${BUILD:-1} KEEP=${KEEP:-0}
@@ -403,12 +406,14 @@ run_size() {  # run_size TAG TOPIC N B STREAM GROUP SINK -> sets <TAG>_* variabl
 }
 
 # ------------------------------------------------------------ 5. latency
-latency() {  # latency INTERVAL_MS -> appends a line to $work/lat.dat
-    local iv=$1 topic=bench_lat_$1 sname=bench_lat_$1 group=bench_lat_group_$1 sink=lat_$1
+latency() {  # latency INTERVAL_MS SYNCHRONOUS_COMMIT -> appends a line to $work/lat.dat
+    local iv=$1 sync=$2 k=$1_$2
+    local topic=bench_lat_$k sname=bench_lat_$k group=bench_lat_group_$k sink=lat_$k sc='{}'
+    [[ $sync == server ]] || sc="{\"synchronous_commit\": \"$sync\"}"
     q "SELECT rmq_create_topic('$topic', 8)" >/dev/null
-    q "CREATE TABLE $sink (queue_id int, queue_offset bigint, body bytea, born_timestamp timestamptz)"
+    q "CREATE TABLE $sink (queue_id int, queue_offset bigint, body bytea, born_timestamp timestamptz, store_timestamp timestamptz)"
     q "SELECT rmq_create_stream('$sname', '$topic', '$group', '$sink',
-                                options => '{\"batch_interval\": $iv, \"batch_rows\": 10000}'::jsonb || '$LAT_EXTRA_OPTS')" >/dev/null
+                                options => '{\"batch_interval\": $iv, \"batch_rows\": 10000}'::jsonb || '$LAT_EXTRA_OPTS' || '$sc')" >/dev/null
     # Ready when the worker has stored its 8 start offsets.
     local tries
     for ((tries = 0; tries < 300; tries++)); do
@@ -417,10 +422,10 @@ latency() {  # latency INTERVAL_MS -> appends a line to $work/lat.dat
     done
     ((tries < 300)) || die "latency stream $sname did not start"
     sleep 1
-    log "[latency $iv ms] producing $LAT_RATE msg/s for $LAT_SECONDS s ..."
+    log "[latency $k] producing $LAT_RATE msg/s for $LAT_SECONDS s ..."
     "$top/test/java/run.sh" LatencyProduce "$ns" "$topic" "$LAT_RATE" "$LAT_SECONDS" "$B" \
-        >"$work/lat_$iv.out" 2>"$work/lat_$iv.err" &
-    local ppid=$! wpid t_lat=$EPOCHREALTIME memf=$work/latmem_$iv.tsv
+        >"$work/lat_$k.out" 2>"$work/lat_$k.err" &
+    local ppid=$! wpid t_lat=$EPOCHREALTIME memf=$work/latmem_$k.tsv
     bgpids+=("$ppid")
     wpid=$(worker_pid)
     # The worker's private memory (RssAnon, kB) every 2 s: flat over a long
@@ -439,9 +444,9 @@ latency() {  # latency INTERVAL_MS -> appends a line to $work/lat.dat
     local rc=0
     wait "$ppid" || rc=$?
     untrack "$ppid"
-    ((rc == 0)) || { cat "$work/lat_$iv.err" >&2; die "LatencyProduce failed"; }
+    ((rc == 0)) || { cat "$work/lat_$k.err" >&2; die "LatencyProduce failed"; }
     local line sent
-    line=$(tail -1 "$work/lat_$iv.out")
+    line=$(tail -1 "$work/lat_$k.out")
     sent=$(sed 's/sent=\([0-9]*\).*/\1/' <<<"$line")
     [[ $sent =~ ^[0-9]+$ ]] || die "LatencyProduce: $line"
     q "CALL bench_wait('$group', $sent, 120)"
@@ -458,7 +463,9 @@ CREATE INDEX ON r (q, f);
 ANALYZE r;
 WITH l AS (
     SELECT extract(epoch FROM pg_xact_commit_timestamp(s.xmin) - s.born_timestamp) * 1000 AS c,
-           extract(epoch FROM x.committed_at - s.born_timestamp) * 1000 AS b
+           extract(epoch FROM x.committed_at - s.born_timestamp) * 1000 AS b,
+           extract(epoch FROM pg_xact_commit_timestamp(s.xmin) - s.store_timestamp) * 1000 AS sc,
+           extract(epoch FROM s.store_timestamp - s.born_timestamp) * 1000 AS bs
     FROM $sink s
     LEFT JOIN LATERAL (SELECT committed_at FROM r WHERE r.q = s.queue_id AND r.f <= s.queue_offset
                        AND s.queue_offset < r.u ORDER BY r.f DESC LIMIT 1) x ON true)
@@ -476,7 +483,13 @@ SELECT count(*), count(b),
        (SELECT count(*) FROM bench_batch WHERE stream = '$sname'
         AND committed_at - started_at > 2 * make_interval(secs => $iv / 1000.0)),
        (SELECT string_agg(end_reason || ':' || c, ',' ORDER BY end_reason)
-        FROM (SELECT end_reason, count(*) c FROM bench_batch WHERE stream = '$sname' AND rows > 0 GROUP BY 1) e)
+        FROM (SELECT end_reason, count(*) c FROM bench_batch WHERE stream = '$sname' AND rows > 0 GROUP BY 1) e),
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY bs)::numeric, 1) || '/' ||
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY bs)::numeric, 1) || '/' ||
+       round(max(bs)::numeric, 1) || '/' ||
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY sc)::numeric, 1) || '/' ||
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY sc)::numeric, 1) || '/' ||
+       round(max(sc)::numeric, 1)
 FROM l;
 SQL
 )
@@ -484,8 +497,8 @@ SQL
     local rows
     rows=$(cut -d'|' -f1 <<<"$res")
     [[ $rows == "$sent" ]] || die "latency sink has $rows rows, $sent were sent"
-    echo "$iv $(tr '|' ' ' <<<"$res") $(sed 's/.*rate=\([0-9]*\).*late_max_ms=\([0-9.]*\).*/\1 \2/' <<<"$line") $mem" >>"$work/lat.dat"
-    log "[latency $iv ms] rows, with batch, p50 p99 max avg (commit ts), p50 p99 max (batch), batches, rows/batch, ms/batch avg max, slow batches, end reasons: $res"
+    echo "$iv/$sync $(tr '|' ' ' <<<"$res") $(sed 's/.*rate=\([0-9]*\).*late_max_ms=\([0-9.]*\).*/\1 \2/' <<<"$line") $mem" >>"$work/lat.dat"
+    log "[latency $k] rows, with batch, p50 p99 max avg (commit ts), p50 p99 max (batch), batches, rows/batch, ms/batch avg max, slow batches, end reasons: $res"
     q "SELECT rmq_drop_stream('$sname')" >/dev/null
     q "DROP TABLE $sink"
 }
@@ -501,7 +514,9 @@ fi
 if ((LAT_SECONDS > 0)); then
     q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
     pg "$bindir/pg_ctl" -D "$work/pg" -l "$work/pg.log" -m fast -w restart >/dev/null
-    for iv in $LAT_INTERVALS; do latency "$iv"; done
+    for iv in $LAT_INTERVALS; do
+        for sync in $LAT_SYNC; do latency "$iv" "$sync"; done
+    done
 fi
 run_secs=$(secs_since "$t_run")
 [[ $(sha256sum "$so" | cut -d' ' -f1) == "$so_sum" ]] ||
@@ -542,7 +557,7 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
 {
     echo "# Streams vs their ceilings and the user loop"
     echo
-    echo "Run: \`N=$N B=$B N1K=$N1K LOOP_MAX_S=$LOOP_MAX_S LAT_RATE=$LAT_RATE LAT_SECONDS=$LAT_SECONDS LAT_INTERVALS=\"$LAT_INTERVALS\" bash bench/stream_bench.sh\`"
+    echo "Run: \`N=$N B=$B N1K=$N1K LOOP_MAX_S=$LOOP_MAX_S LAT_RATE=$LAT_RATE LAT_SECONDS=$LAT_SECONDS LAT_INTERVALS=\"$LAT_INTERVALS\" LAT_SYNC=\"$LAT_SYNC\" bash bench/stream_bench.sh\`"
     echo "on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo);"
     echo "load average $load_start at the start, $load_end at the end; whole run $(printf '%.0f' "$run_secs") s."
     echo "One local broker (RocketMQ 5.3.3, ASYNC_FLUSH), topics of 8 queues; PostgreSQL $(pg "$bindir/postgres" -V | awk '{print $3}')"
@@ -606,13 +621,16 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
         echo "(\`pg_xact_commit_timestamp(xmin)\`, track_commit_timestamp = on; taken just before the commit's"
         echo "WAL flush) − the message's born timestamp (set by the producer at send, millisecond precision, same"
         echo "clock). Cross-check: \`rmq_batch.committed_at\` of the batch whose range holds the row (set by the"
-        echo "batch's last INSERT, a little earlier still)."
+        echo "batch's last INSERT, a little earlier still). Split at the broker's store timestamp (same clock,"
+        echo "millisecond precision): born → stored is the producer's send and the broker's store, stored →"
+        echo "committed is the stream's share (long-poll wake-up, linger, COPY, commit)."
         echo
-        echo "| batch_interval, ms | rows | p50, ms | p99, ms | max, ms | avg, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        while read -r iv rows wb p50 p99 mx av bp50 bp99 bmx nb rpb dur dmax slow why prate plate mem; do
+        echo "| batch_interval, ms / synchronous_commit | rows | p50, ms | p99, ms | max, ms | avg, ms | of which born → stored (producer + broker) p50 / p99 / max, ms | stored → committed (the stream) p50 / p99 / max, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        while read -r iv rows wb p50 p99 mx av bp50 bp99 bmx nb rpb dur dmax slow why split prate plate mem; do
             IFS=/ read -r m1 m2 m3 m4 <<<"$mem"
-            echo "| $iv | $rows | $p50 | **$p99** | $mx | $av | $bp50 / $bp99 / $bmx ($wb rows matched) | $nb | $rpb | $dur / $dmax | $slow | ${why//,/, } | $prate ($plate) | $m1 / $m2 / $m3 ($m4) |"
+            IFS=/ read -r x1 x2 x3 y1 y2 y3 <<<"$split"
+            echo "| $iv | $rows | $p50 | **$p99** | $mx | $av | $x1 / $x2 / $x3 | $y1 / **$y2** / $y3 | $bp50 / $bp99 / $bmx ($wb rows matched) | $nb | $rpb | $dur / $dmax | $slow | ${why//,/, } | $prate ($plate) | $m1 / $m2 / $m3 ($m4) |"
         done <"$work/lat.dat"
         echo
         echo "Target: p99 ≤ 25 ms at 1000 msg/s."

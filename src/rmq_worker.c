@@ -65,6 +65,7 @@ typedef struct Stream
 	int			batch_linger;
 	double		max_rate;
 	bool		auto_commit;
+	char	   *synchronous_commit;	/* NULL: the server's setting */
 	char	   *on_error;
 
 	/* the batch being assembled */
@@ -194,6 +195,8 @@ load_stream(Stream *s, MemoryContext cxt)
 			s->opts.pull_timeout_ms = (int) opt_int(o, "pull_timeout", s->opts.pull_timeout_ms);
 			s->max_rate = (double) opt_int(o, "max_rate_per_queue", 0);
 			s->auto_commit = opt_bool(o, "auto_commit", false);
+			s->synchronous_commit = rmq_jsonb_text(o, "synchronous_commit")
+				? pstrdup(rmq_jsonb_text(o, "synchronous_commit")) : NULL;
 			s->on_error = pstrdup(rmq_jsonb_text(o, "on_error") ? rmq_jsonb_text(o, "on_error") : "fail");
 			MemoryContextSwitchTo(old);
 			ok = true;
@@ -304,6 +307,8 @@ resolve_starts(Stream *s)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* Start offsets are durable whatever the stream's synchronous_commit. */
+	spi_exec("SET LOCAL synchronous_commit = on", 0, NULL, NULL, false);
 	for (int i = 0; i < s->ncursors; i++)
 	{
 		RmqCursor  *c = &s->cursors[i];
@@ -635,7 +640,14 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 				 errmsg("%s", s->poison),
 				 errhint("Fix the target or choose on_error skip or dead_letter, then rmq_resume_stream().")));
 
-	/* Advisory copy for the broker's own tools; PostgreSQL stays the truth. */
+	/*
+	 * Advisory copy for the broker's own tools; PostgreSQL stays the truth.
+	 * Never ahead of what is durable here: with synchronous_commit off a
+	 * crash may take the last batches back, and a restart with no stored
+	 * offset would start from the broker's.
+	 */
+	if (s->auto_commit && s->synchronous_commit && strcmp(s->synchronous_commit, "off") == 0)
+		XLogFlush(XactLastCommitEnd);
 	if (s->auto_commit)
 		for (int i = 0; i < s->ncursors; i++)
 		{
@@ -788,6 +800,12 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	MemoryContextSwitchTo(stream_cxt);
 	if (!load_stream(s, stream_cxt))
 		return;
+	/*
+	 * off is safe for exactly-once: a batch's rows and offsets commit or
+	 * vanish together, and what a crash takes back is read again.
+	 */
+	if (s->synchronous_commit)
+		SetConfigOption("synchronous_commit", s->synchronous_commit, PGC_USERSET, PGC_S_SESSION);
 	MemoryContextSwitchTo(stream_cxt);
 	assign_queues(s);
 	if (s->ncursors == 0)

@@ -227,6 +227,27 @@ sql("SELECT rmq_commit_offsets('$g{cc}', " . range(20, 30) . ")");
 is(sql("SELECT next_offset FROM rmq_offset WHERE consumer_group = '$g{cc}' AND queue_id = 0"), '30',
 	'a range starting at the stored offset is accepted');
 
+# --- synchronous_commit --------------------------------------------------------------
+# A trigger on the target records the setting the batch's transaction runs with.
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT rmq_create_stream('s_bad', '$C', 'g', 'ctl_t', "
+	  . "options => '{\"synchronous_commit\": \"maybe\"}')");
+like($err, qr/synchronous_commit must be on, off, local, remote_write or remote_apply/,
+	'synchronous_commit: a bad value is refused');
+my $gsc = RmqTest::uniq('g104_sc');
+sql(RmqTest::message_table('sc_t', 'sc text'));
+sql(q{CREATE FUNCTION sc_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.sc := current_setting('synchronous_commit'); RETURN NEW; END $$});
+sql("CREATE TRIGGER sc_note BEFORE INSERT ON sc_t FOR EACH ROW EXECUTE FUNCTION sc_note()");
+sql("SELECT rmq_create_stream('s_sc', '$C', '$gsc', 'sc_t', options => '{\"synchronous_commit\": \"off\", \"auto_commit\": true}')");
+RmqTest::wait_caught_up($node, 's_sc', $gsc, $C);
+RmqTest::check_exact($node, table => 'sc_t', topic => $C, group => $gsc, label => 'synchronous_commit off');
+is(sql("SELECT string_agg(DISTINCT sc, ',') FROM sc_t"), 'off', 'synchronous_commit: the batches ran with off');
+is(sql("SHOW synchronous_commit"), 'on', 'synchronous_commit: the server default is untouched');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM rmq_committed_offsets('$gsc', '$C') "
+	  . "WHERE next_offset IS DISTINCT FROM broker_offset"),
+	'synchronous_commit off with auto_commit: the broker gets the flushed offsets');
+sql("SELECT rmq_drop_stream('s_sc')");
+
 RmqTest::wait_caught_up($node, 's_ctl', $g{ctl}, $C);
 RmqTest::check_exact($node, table => 'ctl_t', topic => $C, group => $g{ctl}, expect => $n, label => 'the control stream');
 my $log = slurp_file($node->logfile);
