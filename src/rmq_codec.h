@@ -23,6 +23,12 @@
 /* Bound on a decompressed body: the broker's max message size is 4 MiB
  * compressed; a zip bomb must not be allowed to exhaust the backend. */
 #define RMQ_MAX_BODY_LEN (64 * 1024 * 1024)
+/*
+ * Bound on the bodies of one pull answer together: a legitimate answer holds
+ * at most 32 messages of at most 4 MiB stored each; without it a hostile
+ * broker could pack many RMQ_MAX_BODY_LEN bombs into one answer.
+ */
+#define RMQ_MAX_ANSWER_BODIES ((size_t) 256 * 1024 * 1024)
 #define RMQ_JSON_MAX_DEPTH 64
 
 /* ---------- JSON (tolerant of fastjson's non-standard output) ---------- */

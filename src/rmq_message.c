@@ -547,6 +547,7 @@ rmq_decode_messages(const char *buf, size_t len, bool check_crc,
 	const unsigned char *p = (const unsigned char *) buf;
 	size_t		pos = 0;
 	int			cap = *nmsgs;
+	size_t		bodies = 0;
 
 	while (pos < len)
 	{
@@ -574,6 +575,12 @@ rmq_decode_messages(const char *buf, size_t len, bool check_crc,
 		}
 		if (!decode_one(p + pos, total, check_crc, &(*msgs)[*nmsgs], err))
 			return false;
+		bodies += (*msgs)[*nmsgs].body_len;
+		if (bodies > RMQ_MAX_ANSWER_BODIES)
+		{
+			*err = psprintf("decompressed bodies of one pull answer exceed %zu bytes", RMQ_MAX_ANSWER_BODIES);
+			return false;
+		}
 		(*nmsgs)++;
 		pos += total;
 	}

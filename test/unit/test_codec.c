@@ -1805,6 +1805,37 @@ TEST(test_msg_bomb)
 	}
 }
 
+/* Bombs that each pass RMQ_MAX_BODY_LEN add up to more than one answer may hold. */
+TEST(test_answer_budget)
+{
+	size_t		clen;
+	char	   *c = zlib_zeros((size_t) RMQ_MAX_BODY_LEN, &clen);
+	int			fit = (int) (RMQ_MAX_ANSWER_BODIES / RMQ_MAX_BODY_LEN);
+	MsgSpec		spec;
+	StringInfoData s;
+	RmqMessage *msgs;
+	int			n;
+	char	   *err;
+
+	default_spec(&spec);
+	spec.sysflag = 0x301;
+	spec.body = c;
+	spec.body_len = clen;
+	initStringInfo(&s);
+	for (int i = 0; i < fit; i++)
+		build_msg(&s, &spec);
+	CHECK_MSG(decode_buf(s.data, s.len, false, &msgs, &n, &err) && n == fit,
+			  "%d bombs at the limit: n=%d err=%s", fit, n, err ? err : "(null)");
+	for (int i = 0; i < n; i++)
+		pfree((char *) msgs[i].body);
+	pfree(msgs);
+	build_msg(&s, &spec);
+	CHECK_MSG(!decode_buf(s.data, s.len, false, &msgs, &n, &err) && err && strstr(err, "one pull answer"),
+			  "%d bombs: n=%d err=%s", fit + 1, n, err ? err : "(null)");
+	pfree(s.data);
+	pfree(c);
+}
+
 TEST(test_msg_crc)
 {
 	MsgSpec		spec;
@@ -2236,6 +2267,7 @@ main(void)
 	RUN(test_cluster_info);
 	RUN(test_batch_append);
 	RUN(test_hex);
+	RUN(test_answer_budget);
 
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail == 0 ? 0 : 1;
