@@ -277,13 +277,49 @@ assign_queues(Stream *s)
 	s->ncursors = plan_queues(s, &s->cursors);
 }
 
-/* Does a fresh route give this worker the queues it has? */
+/*
+ * Does a fresh route give this worker the queues it has?  An unreachable
+ * name server is not a reason to stop pulling from reachable brokers: the
+ * queues stay as they are (a WARNING at most once a minute).  A failed
+ * connection has been discarded by then, so nothing is left busy.
+ */
 static bool
 route_current(Stream *s)
 {
-	RmqCursor  *now;
-	int			n = plan_queues(s, &now);
+	static TimestampTz last_warning = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	RmqCursor  *volatile now = NULL;
+	volatile int n = -1;
 
+	PG_TRY();
+	{
+		RmqCursor  *got;
+
+		n = plan_queues(s, &got);
+		now = got;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+			PG_RE_THROW();
+		FlushErrorState();
+		if (TimestampDifferenceExceeds(last_warning, GetCurrentTimestamp(), 60000))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("stream \"%s\" could not refresh the route of topic \"%s\"; it keeps its queues",
+							s->name, s->topic),
+					 errdetail("%s", ed->message)));
+			last_warning = GetCurrentTimestamp();
+		}
+		FreeErrorData(ed);
+		return true;
+	}
+	PG_END_TRY();
 	if (n != s->ncursors)
 		return false;
 	for (int i = 0; i < n; i++)
