@@ -288,9 +288,14 @@ route_current(Stream *s)
 {
 	static TimestampTz last_warning = 0;
 	MemoryContext cxt = CurrentMemoryContext;
+	/* Called between batches, where the current context is long-lived. */
+	MemoryContext tmp = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream route check",
+											  ALLOCSET_DEFAULT_SIZES);
 	RmqCursor  *volatile now = NULL;
 	volatile int n = -1;
+	bool		current = true;
 
+	MemoryContextSwitchTo(tmp);
 	PG_TRY();
 	{
 		RmqCursor  *got;
@@ -305,7 +310,10 @@ route_current(Stream *s)
 		MemoryContextSwitchTo(cxt);
 		ed = CopyErrorData();
 		if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+		{
+			MemoryContextDelete(tmp);
 			PG_RE_THROW();
+		}
 		FlushErrorState();
 		if (TimestampDifferenceExceeds(last_warning, GetCurrentTimestamp(), 60000))
 		{
@@ -317,16 +325,19 @@ route_current(Stream *s)
 			last_warning = GetCurrentTimestamp();
 		}
 		FreeErrorData(ed);
+		MemoryContextDelete(tmp);
 		return true;
 	}
 	PG_END_TRY();
 	if (n != s->ncursors)
-		return false;
-	for (int i = 0; i < n; i++)
+		current = false;
+	for (int i = 0; current && i < n; i++)
 		if (now[i].queue_id != s->cursors[i].queue_id || strcmp(now[i].broker, s->cursors[i].broker) != 0 ||
 			strcmp(now[i].addr, s->cursors[i].addr) != 0)
-			return false;
-	return true;
+			current = false;
+	MemoryContextSwitchTo(cxt);
+	MemoryContextDelete(tmp);
+	return current;
 }
 
 /*
