@@ -120,6 +120,12 @@ typedef struct RmqMessage
 	int			nprops;
 	char	  **prop_keys;
 	char	  **prop_values;
+	/*
+	 * Under RMQ_DECODE_KEEP_DAMAGED: why this record could not be decoded
+	 * (NULL if it could).  body is then the whole raw record; the header
+	 * fields and properties hold what was read before the damage.
+	 */
+	const char *damage;
 } RmqMessage;
 
 #define RMQ_SYSFLAG_COMPRESSED 0x1
@@ -131,11 +137,22 @@ typedef struct RmqMessage
 #define RMQ_COMPRESSION_ZSTD 0x200
 #define RMQ_COMPRESSION_ZLIB 0x300
 
+/* flags of rmq_decode_messages */
+#define RMQ_DECODE_CHECK_CRC 0x1
+/*
+ * A record whose size prefix fits but whose content does not decode (CRC,
+ * compression, inner lengths) becomes a message with `damage` set instead
+ * of failing the whole answer: one bad message is a poison message, not a
+ * broken connection.  A bad magic code still fails the answer (the records
+ * are no longer aligned), as does the answer's body budget.
+ */
+#define RMQ_DECODE_KEEP_DAMAGED 0x2
+
 /*
  * Decode the back-to-back stored-message records of a pull body.  Messages
  * are appended to *msgs (grown with repalloc), *nmsgs updated.
  */
-extern bool rmq_decode_messages(const char *buf, size_t len, bool check_crc,
+extern bool rmq_decode_messages(const char *buf, size_t len, int flags,
 								RmqMessage **msgs, int *nmsgs, char **err);
 extern const char *rmq_msg_prop(const RmqMessage *m, const char *key);
 

@@ -456,8 +456,13 @@ rmq_compress_zlib(const char *in, size_t inlen, StringInfo out)
 	return true;
 }
 
+/*
+ * One record.  Returns false with *err for damage; *fatal is set when the
+ * records can no longer be trusted to be aligned (bad magic).
+ */
 static bool
-decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, char **err)
+decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, char **err,
+		   bool *fatal)
 {
 	Reader		r = {p, 4, end, true};
 	uint32		magic;
@@ -469,10 +474,12 @@ decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, ch
 	size_t		idlen = 0;
 
 	memset(m, 0, sizeof(*m));
+	*fatal = false;
 	magic = rd32(&r);
 	if (r.ok && magic != MAGIC_V1 && magic != MAGIC_V2)
 	{
 		*err = psprintf("bad message magic code 0x%08X", magic);
+		*fatal = true;
 		return false;
 	}
 	crc = rd32(&r);
@@ -487,6 +494,12 @@ decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, ch
 	m->store_timestamp = rd64(&r);
 	rd_host(&r, (m->sysflag & RMQ_SYSFLAG_STOREHOST_V6) != 0, m->store_host,
 			sizeof(m->store_host), idbuf, &idlen);
+	if (!r.ok)
+		goto trunc;
+	/* offsetMsgId = store host address + port + commit-log offset */
+	for (int i = 0; i < 8; i++)
+		idbuf[idlen + i] = (unsigned char) ((uint64) m->physical_offset >> (56 - 8 * i));
+	rmq_hex(idbuf, idlen + 8, m->msg_id);
 	m->reconsume_times = (int32) rd32(&r);
 	m->prepared_tx_offset = rd64(&r);
 	bodylen = rd32(&r);
@@ -513,11 +526,6 @@ decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, ch
 	rmq_props_parse((const char *) p + r.pos, proplen, &m->nprops,
 					&m->prop_keys, &m->prop_values);
 
-	/* offsetMsgId = store host address + port + commit-log offset */
-	for (int i = 0; i < 8; i++)
-		idbuf[idlen + i] = (unsigned char) ((uint64) m->physical_offset >> (56 - 8 * i));
-	rmq_hex(idbuf, idlen + 8, m->msg_id);
-
 	if (check_crc && rmq_crc32(m->body, m->body_len) != (crc & 0x7FFFFFFF))
 	{
 		*err = psprintf("body CRC mismatch for message at queue offset " INT64_FORMAT,
@@ -541,7 +549,7 @@ trunc:
 }
 
 bool
-rmq_decode_messages(const char *buf, size_t len, bool check_crc,
+rmq_decode_messages(const char *buf, size_t len, int flags,
 					RmqMessage **msgs, int *nmsgs, char **err)
 {
 	const unsigned char *p = (const unsigned char *) buf;
@@ -552,6 +560,8 @@ rmq_decode_messages(const char *buf, size_t len, bool check_crc,
 	while (pos < len)
 	{
 		uint32		total;
+		RmqMessage *m;
+		bool		fatal;
 
 		if (len - pos < 4)
 		{
@@ -573,9 +583,17 @@ rmq_decode_messages(const char *buf, size_t len, bool check_crc,
 			*msgs = (*msgs == NULL) ? palloc(sizeof(RmqMessage) * cap)
 				: repalloc(*msgs, sizeof(RmqMessage) * cap);
 		}
-		if (!decode_one(p + pos, total, check_crc, &(*msgs)[*nmsgs], err))
-			return false;
-		bodies += (*msgs)[*nmsgs].body_len;
+		m = &(*msgs)[*nmsgs];
+		if (!decode_one(p + pos, total, (flags & RMQ_DECODE_CHECK_CRC) != 0, m, err, &fatal))
+		{
+			if (fatal || !(flags & RMQ_DECODE_KEEP_DAMAGED))
+				return false;
+			m->damage = *err;
+			*err = NULL;
+			m->body = (const char *) p + pos;
+			m->body_len = total;
+		}
+		bodies += m->body_len;
 		if (bodies > RMQ_MAX_ANSWER_BODIES)
 		{
 			*err = psprintf("decompressed bodies of one pull answer exceed %zu bytes", RMQ_MAX_ANSWER_BODIES);

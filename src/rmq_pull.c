@@ -97,6 +97,8 @@ rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 			break;
 		}
 		handle_one(ctx, c, &p.resp);
+		if (c->done)
+			break;
 		if (p.resp.code == RMQ_SUCCESS && c->next > p.offset && c->next - p.offset < p.count &&
 			c->next < c->until)
 			c->chunk = (int32) (c->next - p.offset);	/* the broker's cap */
@@ -132,7 +134,9 @@ handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 				int			nmsgs = 0;
 				char	   *err = NULL;
 
-				if (!rmq_decode_messages(pr.body, pr.body_len, ctx->opts->check_crc,
+				if (!rmq_decode_messages(pr.body, pr.body_len,
+										 (ctx->opts->check_crc ? RMQ_DECODE_CHECK_CRC : 0) |
+										 (ctx->on_damaged ? RMQ_DECODE_KEEP_DAMAGED : 0),
 										 &msgs, &nmsgs, &err))
 					ereport(ERROR,
 							(errcode(ERRCODE_DATA_CORRUPTED),
@@ -144,10 +148,30 @@ handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 							(errcode(ERRCODE_PROTOCOL_VIOLATION),
 							 errmsg("broker \"%s\" did not advance queue %d past offset " INT64_FORMAT,
 									c->broker, c->queue_id, c->next)));
-				for (int i = 0; i < nmsgs; i++)
+				for (int i = 0; i < nmsgs && !c->done; i++)
 				{
 					const RmqMessage *m = &msgs[i];
 
+					if (m->damage)
+					{
+						/* Its offset is all we trust of it: it must fit the answer. */
+						if (m->queue_offset < c->next || m->queue_offset >= pr.next_begin ||
+							(i > 0 && m->queue_offset <= msgs[i - 1].queue_offset))
+							ereport(ERROR,
+									(errcode(ERRCODE_DATA_CORRUPTED),
+									 errmsg("could not decode messages of queue %d of broker \"%s\" at offset " INT64_FORMAT,
+											c->queue_id, c->broker, c->next),
+									 errdetail("%s; its queue offset " INT64_FORMAT " is outside the answer.",
+											   m->damage, m->queue_offset)));
+						if (m->queue_offset >= c->until)
+							continue;
+						if (ctx->on_damaged(ctx, c, m))
+						{
+							c->next = m->queue_offset;
+							c->done = true;
+						}
+						continue;
+					}
 					if (m->queue_offset < c->next || m->queue_offset >= c->until)
 						continue;
 					if (!rmq_tag_filter_match(&ctx->filter, rmq_msg_prop(m, "TAGS")))
@@ -157,7 +181,8 @@ handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 					ctx->on_message(ctx, c, m);
 				}
 				c->wait_start = 0;
-				c->next = Min(pr.next_begin, c->until);
+				if (!c->done)
+					c->next = Min(pr.next_begin, c->until);
 				break;
 			}
 		case RMQ_PULL_RETRY_IMMEDIATELY:

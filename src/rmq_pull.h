@@ -57,6 +57,13 @@ typedef struct RmqPullCtx
 	void		(*on_message) (struct RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m);
 	/* offsets [from, until) expired; called only when !fail_on_data_loss */
 	void		(*on_loss) (struct RmqPullCtx *ctx, RmqCursor *c, int64 from, int64 until);
+
+	/*
+	 * A message that does not decode (m->damage says why).  Return true to
+	 * stop the cursor right before it (c->next = its offset, the cursor is
+	 * done), false to go past it.  NULL: the answer fails with an error.
+	 */
+	bool		(*on_damaged) (struct RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m);
 	void	   *arg;
 } RmqPullCtx;
 

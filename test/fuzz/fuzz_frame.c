@@ -112,7 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!rmq_parse_cluster_info(cmd.body, cmd.body_len, &route, &err))
 				FUZZ_ASSERT(err != NULL);
 			err = NULL;
-			if (!rmq_decode_messages(cmd.body, cmd.body_len, false, &msgs, &n, &err))
+			if (!rmq_decode_messages(cmd.body, cmd.body_len, RMQ_DECODE_KEEP_DAMAGED, &msgs, &n, &err))
 				FUZZ_ASSERT(err != NULL);
 			for (int i = 0; i < n; i++)
 				fuzz_touch(msgs[i].body, msgs[i].body_len);

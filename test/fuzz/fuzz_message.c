@@ -4,19 +4,31 @@
  *
  * Invariants: a body that decodes with the CRC check also decodes without
  * it, to the same messages; every decoded field is within its bounds and
- * every byte of every body is readable.
+ * every byte of every body is readable.  Keeping damaged records only ever
+ * accepts more: the same messages where the strict decode succeeds, and a
+ * damaged record's body is a record-sized slice of the input.
  * Suggested: -max_len=1048576
  */
 #include "fuzz_common.h"
 
 static void
-check_msgs(const RmqMessage *msgs, int n)
+check_msgs(const RmqMessage *msgs, int n, const uint8_t *data, size_t size)
 {
 	for (int i = 0; i < n; i++)
 	{
 		const RmqMessage *m = &msgs[i];
 		size_t		idlen = strlen(m->msg_id);
 
+		if (m->damage)
+		{
+			FUZZ_ASSERT(m->body >= (const char *) data && m->body_len >= 91 &&
+						m->body_len <= size - (size_t) (m->body - (const char *) data));
+			FUZZ_ASSERT(m->nprops >= 0 && (idlen == 0 || idlen == 32 || idlen == 56));
+			fuzz_touch(m->damage, strlen(m->damage));
+			for (int j = 0; j < m->nprops; j++)
+				fuzz_touch(m->prop_values[j], strlen(m->prop_values[j]));
+			continue;
+		}
 		FUZZ_ASSERT(m->topic != NULL);
 		FUZZ_ASSERT(m->body != NULL || m->body_len == 0);
 		FUZZ_ASSERT(m->body_len <= RMQ_MAX_BODY_LEN);
@@ -40,21 +52,24 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	RmqMessage *a = NULL,
-			   *b = NULL;
+			   *b = NULL,
+			   *k = NULL;
 	int			na = 0,
-				nb = 0;
+				nb = 0,
+				nk = 0;
 	char	   *err = NULL;
 	bool		ok_nocrc,
-				ok_crc;
+				ok_crc,
+				ok_keep;
 
-	ok_nocrc = rmq_decode_messages((const char *) data, size, false, &a, &na, &err);
+	ok_nocrc = rmq_decode_messages((const char *) data, size, 0, &a, &na, &err);
 	FUZZ_ASSERT(ok_nocrc || err != NULL);
-	check_msgs(a, na);
+	check_msgs(a, na, data, size);
 
 	err = NULL;
-	ok_crc = rmq_decode_messages((const char *) data, size, true, &b, &nb, &err);
+	ok_crc = rmq_decode_messages((const char *) data, size, RMQ_DECODE_CHECK_CRC, &b, &nb, &err);
 	FUZZ_ASSERT(ok_crc || err != NULL);
-	check_msgs(b, nb);
+	check_msgs(b, nb, data, size);
 
 	/* the CRC check only ever rejects more */
 	if (ok_crc)
@@ -69,6 +84,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	else
 		FUZZ_ASSERT(nb <= na);
+
+	err = NULL;
+	ok_keep = rmq_decode_messages((const char *) data, size,
+								  RMQ_DECODE_CHECK_CRC | RMQ_DECODE_KEEP_DAMAGED, &k, &nk, &err);
+	FUZZ_ASSERT(ok_keep || err != NULL);
+	check_msgs(k, nk, data, size);
+	if (ok_crc)
+	{
+		FUZZ_ASSERT(ok_keep && nk == nb);
+		for (int i = 0; i < nk; i++)
+			FUZZ_ASSERT(k[i].damage == NULL && k[i].body_len == b[i].body_len &&
+						memcmp(k[i].body, b[i].body, b[i].body_len) == 0);
+	}
 	fuzz_reset();
 
 	/* The decompressors straight on the input: zlib, LZ4 frame, zstd. */

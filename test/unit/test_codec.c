@@ -995,7 +995,7 @@ decode_buf(const char *buf, size_t len, bool check_crc, RmqMessage **msgs, int *
 	*msgs = NULL;
 	*n = 0;
 	*err = NULL;
-	return rmq_decode_messages(c, len, check_crc, msgs, n, err);
+	return rmq_decode_messages(c, len, check_crc ? RMQ_DECODE_CHECK_CRC : 0, msgs, n, err);
 }
 
 TEST(test_msg_v1_ipv4)
@@ -1158,10 +1158,10 @@ TEST(test_msg_batch_and_append)
 		spec.body_len = strlen(spec.body);
 		build_msg(&s, &spec);
 	}
-	CHECK(rmq_decode_messages(s.data, s.len, true, &msgs, &n, &err));
+	CHECK(rmq_decode_messages(s.data, s.len, RMQ_DECODE_CHECK_CRC, &msgs, &n, &err));
 	CHECK_INT(n, 50);
 	/* decoding again appends */
-	CHECK(rmq_decode_messages(s.data, s.len, true, &msgs, &n, &err));
+	CHECK(rmq_decode_messages(s.data, s.len, RMQ_DECODE_CHECK_CRC, &msgs, &n, &err));
 	CHECK_INT(n, 100);
 	for (int i = 0; i < n; i++)
 	{
@@ -1173,7 +1173,7 @@ TEST(test_msg_batch_and_append)
 	/* empty buffer: nothing, success */
 	n = 0;
 	msgs = NULL;
-	CHECK(rmq_decode_messages(s.data, 0, true, &msgs, &n, &err));
+	CHECK(rmq_decode_messages(s.data, 0, RMQ_DECODE_CHECK_CRC, &msgs, &n, &err));
 	CHECK_INT(n, 0);
 }
 
@@ -1887,6 +1887,99 @@ TEST(test_msg_crc)
 	}
 }
 
+/*
+ * KEEP_DAMAGED: a record that does not decode becomes a message with
+ * `damage` and its raw bytes; its neighbours decode as usual.  Bad magic
+ * still fails everything (alignment is gone).
+ */
+TEST(test_msg_keep_damaged)
+{
+	MsgSpec		spec;
+	StringInfoData s;
+	RmqMessage *msgs = NULL;
+	int			n = 0;
+	char	   *err = NULL;
+	int			flags = RMQ_DECODE_CHECK_CRC | RMQ_DECODE_KEEP_DAMAGED;
+	int			rec2_at,
+				rec3_at;
+
+	initStringInfo(&s);
+	default_spec(&spec);
+	spec.queue_offset = 7;
+	spec.props = "TAGS\001good\002";
+	spec.props_len = strlen(spec.props);
+	build_msg(&s, &spec);
+	rec2_at = s.len;
+	/* claims zlib, is not */
+	default_spec(&spec);
+	spec.queue_offset = 8;
+	spec.sysflag = 0x301;
+	spec.body = "not zlib at all";
+	spec.body_len = strlen(spec.body);
+	spec.props = "TAGS\001bad\002KEYS\001k1\002";
+	spec.props_len = strlen(spec.props);
+	build_msg(&s, &spec);
+	rec3_at = s.len;
+	default_spec(&spec);
+	spec.queue_offset = 9;
+	spec.bad_crc = true;
+	build_msg(&s, &spec);
+	default_spec(&spec);
+	spec.queue_offset = 10;
+	build_msg(&s, &spec);
+
+	/* without the flag: the whole answer fails */
+	CHECK(!decode_buf(s.data, s.len, true, &msgs, &n, &err) && err);
+
+	msgs = NULL;
+	n = 0;
+	err = NULL;
+	CHECK_MSG(rmq_decode_messages(s.data, s.len, flags, &msgs, &n, &err), "%s", err ? err : "");
+	CHECK_INT(n, 4);
+	CHECK(msgs[0].damage == NULL && msgs[3].damage == NULL);
+	CHECK_INT(msgs[0].queue_offset, 7);
+	CHECK_INT(msgs[3].queue_offset, 10);
+	/* the compressed one: offset, properties and id kept, raw record as body */
+	CHECK(msgs[1].damage != NULL);
+	CHECK_INT(msgs[1].queue_offset, 8);
+	CHECK(rmq_msg_prop(&msgs[1], "TAGS") && strcmp(rmq_msg_prop(&msgs[1], "TAGS"), "bad") == 0);
+	CHECK(rmq_msg_prop(&msgs[1], "KEYS") && strcmp(rmq_msg_prop(&msgs[1], "KEYS"), "k1") == 0);
+	CHECK_INT(strlen(msgs[1].msg_id), 32);
+	CHECK_MEM(msgs[1].body, msgs[1].body_len, s.data + rec2_at, rec3_at - rec2_at);
+	/* the bad CRC one */
+	CHECK(msgs[2].damage != NULL && strstr(msgs[2].damage, "CRC"));
+	CHECK_INT(msgs[2].queue_offset, 9);
+	/* without the CRC check the third is fine */
+	msgs = NULL;
+	n = 0;
+	CHECK(rmq_decode_messages(s.data, s.len, RMQ_DECODE_KEEP_DAMAGED, &msgs, &n, &err));
+	CHECK_INT(n, 4);
+	CHECK(msgs[1].damage != NULL && msgs[2].damage == NULL);
+
+	/* inner lengths that overrun their record: damaged, next record fine */
+	{
+		char	   *c = exact_copy(s.data, s.len);
+
+		/* record 1's body length: 84 bytes in (IPv4 hosts) */
+		put32((unsigned char *) c + 84, 0x00FFFFFF);
+		msgs = NULL;
+		n = 0;
+		err = NULL;
+		CHECK(rmq_decode_messages(c, s.len, flags, &msgs, &n, &err));
+		CHECK_INT(n, 4);
+		CHECK(msgs[0].damage && strstr(msgs[0].damage, "truncated"));
+		CHECK_INT(msgs[0].queue_offset, 7);
+		CHECK(msgs[3].damage == NULL);
+		/* bad magic in record 2: the answer fails even with the flag */
+		c = exact_copy(s.data, s.len);
+		put32((unsigned char *) c + rec2_at + 4, 0x12345678);
+		msgs = NULL;
+		n = 0;
+		err = NULL;
+		CHECK(!rmq_decode_messages(c, s.len, flags, &msgs, &n, &err) && err && strstr(err, "magic"));
+	}
+}
+
 TEST(test_msg_truncated)
 {
 	MsgSpec		spec;
@@ -2260,6 +2353,7 @@ main(void)
 	RUN(test_msg_compressed);
 	RUN(test_msg_bomb);
 	RUN(test_msg_crc);
+	RUN(test_msg_keep_damaged);
 	RUN(test_msg_truncated);
 	RUN(test_split_addr);
 	RUN(test_java_hash);
