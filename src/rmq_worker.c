@@ -81,7 +81,9 @@ typedef struct Stream
 	TimestampTz first_row_at;
 	StringInfoData lost;		/* JSON objects of skipped lost ranges */
 	char	   *poison;			/* under on_error = fail: what stopped us */
-	RmqCursor  *poison_cursor;
+	int64	   *stop_at;		/* per cursor: under fail, nothing from here on */
+	RmqBatchMsg *damaged;		/* messages that did not decode, set aside */
+	int			ndamaged;
 	uint64		batches;
 	bool		replan;			/* the route changed: run again, at once */
 } Stream;
@@ -415,6 +417,32 @@ on_message(RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m)
 	s->bytes += m->body_len;
 }
 
+/*
+ * A message that does not decode is a poison message like one the target
+ * refuses: under "fail" its queue stops right before it; otherwise it goes
+ * to rmq_dead_letter (raw record as body) when the batch commits.
+ */
+static bool
+on_damaged(RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m)
+{
+	Stream	   *s = (Stream *) ctx->arg;
+
+	if (strcmp(s->on_error, "fail") == 0)
+	{
+		if (s->poison == NULL)
+			s->poison = psprintf("undecodable message at offset " INT64_FORMAT " of queue %d of broker \"%s\": %s",
+								 m->queue_offset, c->queue_id, c->broker, m->damage);
+		s->stop_at[c - s->cursors] = m->queue_offset;
+		return true;
+	}
+	s->damaged = s->damaged ? repalloc(s->damaged, sizeof(RmqBatchMsg) * (s->ndamaged + 1))
+		: palloc(sizeof(RmqBatchMsg));
+	s->damaged[s->ndamaged].m = *m;
+	s->damaged[s->ndamaged].cursor = c;
+	s->ndamaged++;
+	return false;
+}
+
 static void
 on_loss(RmqPullCtx *ctx, RmqCursor *c, int64 from, int64 until)
 {
@@ -537,16 +565,19 @@ try_copy(Stream *s, RmqBatchMsg *msgs, int n)
  * COPY the batch.  If that fails on a message's data, redo it message by
  * message, each in a subtransaction.  Under "skip" and "dead_letter" a
  * failing message is set aside; under "fail" its queue stops right before
- * it (the rest of the batch still commits) and the stream fails after the
- * commit, naming the message.
+ * it (the rest of the batch still commits: other queues, and this queue's
+ * earlier messages) and the stream fails after the commit, naming the first
+ * such message.  *withheld counts messages not written because their queue
+ * stopped.
  */
 static int
-sink_batch(Stream *s)
+sink_batch(Stream *s, int *withheld)
 {
 	ErrorData  *ed;
 	int			skipped = 0;
 	bool		fail = strcmp(s->on_error, "fail") == 0;
 
+	*withheld = 0;
 	if (s->nmsgs == 0)
 		return 0;
 	ed = try_copy(s, s->msgs, s->nmsgs);
@@ -557,10 +588,16 @@ sink_batch(Stream *s)
 	for (int i = 0; i < s->nmsgs; i++)
 	{
 		RmqBatchMsg *bm = &s->msgs[i];
+		int64	   *stop = &s->stop_at[bm->cursor - s->cursors];
 		ErrorData  *one;
 
-		if (fail && s->poison && bm->cursor == s->poison_cursor)
-			continue;			/* its queue stopped at the poison message */
+		/* A queue's messages come in offset order: all later ones wait. */
+		if (bm->m.queue_offset >= *stop)
+		{
+			bm->cursor->rows--;
+			(*withheld)++;
+			continue;
+		}
 		one = try_copy(s, bm, 1);
 		if (one == NULL)
 			continue;
@@ -569,14 +606,14 @@ sink_batch(Stream *s)
 		if (fail)
 		{
 			if (s->poison == NULL)
-			{
 				s->poison = psprintf("poison message at offset " INT64_FORMAT " of queue %d of broker \"%s\" (msg_id %s): %s%s%s",
 									 bm->m.queue_offset, bm->m.queue_id, bm->cursor->broker,
 									 bm->m.msg_id, one->message,
 									 one->detail ? ": " : "", one->detail ? one->detail : "");
-				s->poison_cursor = bm->cursor;
-				bm->cursor->next = bm->m.queue_offset;
-			}
+			*stop = bm->m.queue_offset;
+			bm->cursor->next = bm->m.queue_offset;
+			bm->cursor->rows--;
+			(*withheld)++;
 			continue;
 		}
 		dead_letter(s, bm, one->message);
@@ -594,6 +631,7 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 {
 	StringInfoData ranges;
 	int			skipped = 0;
+	int			withheld = 0;
 	bool		current;
 	Oid			t[1] = {TEXTOID};
 	Datum		v[1] = {text_arg(s->name)};
@@ -629,7 +667,13 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 		rmq_sink_handler(s->handler, s->msgs, s->nmsgs, br, nbr);
 	}
 	else
-		skipped = sink_batch(s);
+		skipped = sink_batch(s, &withheld);
+	for (int i = 0; i < s->ndamaged; i++)
+	{
+		RmqBatchMsg *bm = &s->damaged[i];
+
+		dead_letter(s, bm, psprintf("could not decode message: %s", bm->m.damage));
+	}
 
 	initStringInfo(&ranges);
 	appendStringInfoChar(&ranges, '[');
@@ -667,7 +711,8 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 	{
 		Oid			bt[7] = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, TEXTOID};
 		Datum		bv[7] = {text_arg(s->name), Int32GetDatum(s->index), TimestampTzGetDatum(started),
-		Int64GetDatum(s->rows - skipped), Int64GetDatum(s->bytes), Int32GetDatum(skipped), text_arg(reason)};
+		Int64GetDatum(s->rows - skipped - withheld), Int64GetDatum(s->bytes),
+		Int32GetDatum(skipped + s->ndamaged), text_arg(reason)};
 
 		spi_exec(psprintf("INSERT INTO %s.rmq_batch (stream, worker, started_at, rows, bytes, skipped, ranges, "
 						  "end_reason) VALUES ($1, $2, $3, $4, $5, $6, %s::jsonb, $7)",
@@ -685,7 +730,7 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("%s", s->poison),
-				 errhint("Fix the target or choose on_error skip or dead_letter, then rmq_resume_stream().")));
+				 errhint("Fix the cause, or set on_error to skip or dead_letter with rmq_alter_stream(); then rmq_resume_stream().")));
 
 	/*
 	 * Advisory copy for the broker's own tools; PostgreSQL stays the truth.
@@ -757,7 +802,8 @@ static bool
 caught_up(Stream *s)
 {
 	for (int i = 0; i < s->ncursors; i++)
-		if (s->cursors[i].broker_max < 0 || s->cursors[i].next < s->cursors[i].broker_max)
+		if (!s->cursors[i].done &&
+			(s->cursors[i].broker_max < 0 || s->cursors[i].next < s->cursors[i].broker_max))
 			return false;
 	return true;
 }
@@ -873,6 +919,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	MemoryContextSwitchTo(stream_cxt);
 	s->from = palloc0(sizeof(int64) * s->ncursors);
 	s->tokens = palloc0(sizeof(double) * s->ncursors);
+	s->stop_at = palloc(sizeof(int64) * s->ncursors);
 	conns = palloc0(sizeof(RmqConn *) * s->ncursors);
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.group = s->group;
@@ -880,6 +927,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	ctx.stream = true;
 	ctx.on_message = on_message;
 	ctx.on_loss = on_loss;
+	ctx.on_damaged = on_damaged;
 	ctx.arg = s;
 	rmq_tag_filter_parse(s->opts.tag_filter, &ctx.filter);
 	batch_cxt = AllocSetContextCreate(stream_cxt, "rocketmq_stream batch", ALLOCSET_DEFAULT_SIZES);
@@ -896,13 +944,15 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 		MemoryContextSwitchTo(batch_cxt);
 		initStringInfo(&s->lost);
 		s->poison = NULL;
-		s->poison_cursor = NULL;
+		s->damaged = NULL;
+		s->ndamaged = 0;
 		s->msgs = NULL;
 		s->nmsgs = s->msgs_cap = 0;
 		s->rows = s->bytes = 0;
 		for (int i = 0; i < s->ncursors; i++)
 		{
 			s->from[i] = s->cursors[i].next;
+			s->stop_at[i] = PG_INT64_MAX;
 			s->cursors[i].rows = s->cursors[i].bytes = 0;
 		}
 		while (reason == NULL)
@@ -973,7 +1023,8 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 					break;
 				}
 		}
-		if (advanced || s->rows > 0)
+		/* A poison message alone on its queue still fails the stream. */
+		if (advanced || s->rows > 0 || s->poison)
 		{
 			if (!commit_batch(s, started, reason))
 				return;

@@ -17,6 +17,12 @@ name server a question.  Python 3 stdlib only.
   rmq_probe.py delete-expired BROKER_ADDR
       DELETE_EXPIRED_COMMITLOG (329), as mqadmin deleteExpiredCommitLog sends
 
+  rmq_probe.py send-raw BROKER_ADDR TOPIC QUEUE_ID SYSFLAG BODY [TAGS]
+      SEND_MESSAGE (10) with a sysFlag of our choosing, which the broker
+      stores as given: a message flagged compressed whose body is not is the
+      poison a buggy producer leaves behind.  Prints the queue offset.  Sent
+      once, never retried.
+
 Exit status 0 when the condition holds, 1 on timeout (last error on stderr).
 """
 import argparse
@@ -121,15 +127,32 @@ def delete_expired(broker):
     return None
 
 
+def send_raw(broker, topic, queue_id, sysflag, body, tags=None):
+    props = "UNIQ_KEY\x01%032X\x02" % int(time.time() * 1e6)
+    if tags:
+        props += "TAGS\x01%s\x02" % tags
+    ext = {"producerGroup": "rmq_probe", "topic": topic, "defaultTopic": "TBW102",
+           "defaultTopicQueueNums": "4", "queueId": str(int(queue_id)),
+           "sysFlag": str(int(sysflag, 0)), "bornTimestamp": str(int(time.time() * 1000)),
+           "flag": "0", "properties": props, "reconsumeTimes": "0", "unitMode": "false",
+           "batch": "false"}
+    h, _ = rpc(broker, 10, ext, body.encode())
+    if h.get("code") != 0:
+        raise SystemExit("rmq_probe: SEND_MESSAGE: code %s %s" % (h.get("code"), h.get("remark", "")))
+    print(h["extFields"]["queueOffset"])
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--timeout", type=float, default=0)
     ap.add_argument("--nudge", action="store_true")
-    ap.add_argument("what", choices=["cluster", "route", "create-topic", "delete-expired"])
+    ap.add_argument("what", choices=["cluster", "route", "create-topic", "delete-expired", "send-raw"])
     ap.add_argument("args", nargs="+")
     a = ap.parse_args()
     fn = {"cluster": check_cluster, "route": check_route,
-          "create-topic": create_topic, "delete-expired": delete_expired}[a.what]
+          "create-topic": create_topic, "delete-expired": delete_expired,
+          "send-raw": send_raw}[a.what]
     deadline = time.monotonic() + a.timeout
     while True:
         try:

@@ -4,6 +4,11 @@
 #    names the message) with everything before it committed and nothing
 #    after; 'skip' and 'dead_letter' go on and record it in rmq_dead_letter
 #    (without, resp. with, its body);
+#  - two poison messages on different queues of one batch under 'fail':
+#    each queue stops right before its own (neither is passed over);
+#  - an undecodable message (stored flagged compressed by a producer that did
+#    not compress it): the same policies, the raw record as dead-letter body;
+#    an rdd over it fails with a clear error;
 #  - the target table dropped: failed; recreated and resumed: continues from
 #    the stored offsets, exactly once;  likewise a column whose type no
 #    longer matches;
@@ -96,6 +101,105 @@ is(sql("SELECT convert_from(body, 'UTF8') FROM rmq_dead_letter WHERE stream = 's
 	'not json {', 'dead_letter keeps the body byte for byte');
 is(sql("SELECT body FROM p_skip WHERE queue_offset = 21"), '42', 'a JSON scalar is not poison');
 sql("SELECT rmq_drop_stream('s_$_')") for qw(fail skip dl);
+
+# --- two poison messages in one batch, on different queues -----------------
+# Produced before the stream starts, so its first batch holds both.
+my $P2 = RmqTest::uniq('t103_poison2');
+my $gp2 = RmqTest::uniq('g103_poison2');
+sql("SELECT rmq_create_topic('$P2', 2)");
+sub send_to
+{
+	my ($q, $body) = @_;
+	sql("SELECT rmq_send('$P2', convert_to('$body', 'UTF8'), NULL, NULL, NULL, '{\"queue_id\": $q}')");
+}
+RmqTest::produce($node, $P2, queues => [0], per_queue => 5);    # q0: 0..4
+send_to(0, 'not json, queue 0');                                # q0: 5
+RmqTest::produce($node, $P2, queues => [0], per_queue => 4);    # q0: 6..9
+RmqTest::produce($node, $P2, queues => [1], per_queue => 3);    # q1: 0..2
+send_to(1, 'not json, queue 1');                                # q1: 3
+RmqTest::produce($node, $P2, queues => [1], per_queue => 6);    # q1: 4..9
+sql("CREATE TABLE p2 (broker text, queue_id integer, queue_offset bigint, body jsonb, tags text)");
+sql("SELECT rmq_create_stream('s_p2', '$P2', '$gp2', 'p2', format => 'json',
+       options => '{\"batch_interval\": 5000, \"on_error\": \"fail\"}')");
+RmqTest::wait_state($node, 's_p2', 'failed', 'two poison messages, on_error fail: the stream fails');
+is(sql("SELECT string_agg(queue_id || ':' || n || ':' || mx, ' ' ORDER BY queue_id)
+        FROM (SELECT queue_id, count(*) n, max(queue_offset) mx FROM p2 GROUP BY 1) x"),
+	'0:5:4 1:3:2', 'two poison messages: each queue committed up to its own poison message, nothing after');
+is(sql("SELECT string_agg(queue_id || ':' || next_offset, ' ' ORDER BY queue_id) FROM rmq_offset WHERE consumer_group = '$gp2'"),
+	'0:5 1:3', 'two poison messages: each queue\'s stored offset is its poison message\'s');
+is(sql("SELECT rows FROM rmq_batch WHERE stream = 's_p2' ORDER BY id DESC LIMIT 1"), '8',
+	'two poison messages: rmq_batch counts only the rows written');
+sql("SELECT rmq_alter_stream('s_p2', '{\"on_error\": \"skip\"}')");
+sql("SELECT rmq_resume_stream('s_p2')");
+RmqTest::wait_caught_up($node, 's_p2', $gp2, $P2);
+RmqTest::check_exact($node, table => 'p2', topic => $P2, group => $gp2, expect => 18,
+	filter => "(queue_id, queue_offset) NOT IN ((0, 5), (1, 3))", exp_cols => $json_cols, got_cols => $got_cols,
+	label => 'two poison messages, resumed with skip');
+is(sql("SELECT string_agg(queue_id || '\@' || queue_offset, ' ' ORDER BY queue_id) FROM rmq_dead_letter WHERE stream = 's_p2'"),
+	'0@5 1@3', 'two poison messages: both skipped after the resume');
+sql("SELECT rmq_drop_stream('s_p2')");
+
+# --- undecodable messages -------------------------------------------------------
+# A producer that sets the compressed flag on a body it did not compress: the
+# broker stores the flag as given, and no client can decode that message.
+my $U = RmqTest::uniq('t103_undecodable');
+my %gu = map { $_ => RmqTest::uniq("g103u_$_") } qw(fail dl);
+my $broker_addr = '127.0.0.1:' . ($ENV{RMQ_BROKER_PORT} or die 'RMQ_BROKER_PORT is not set');
+sql("SELECT rmq_create_topic('$U', 1)");
+for my $p ([ 'fail', 'fail' ], [ 'dl', 'dead_letter' ])
+{
+	sql(RmqTest::message_table("u_$p->[0]"));
+	sql("SELECT rmq_create_stream('su_$p->[0]', '$U', '$gu{$p->[0]}', 'u_$p->[0]',
+           options => '{\"batch_interval\": 200, \"on_error\": \"$p->[1]\"}')");
+}
+RmqTest::produce($node, $U, queues => [0], per_queue => 10);    # 0..9
+my ($out, $perr);
+IPC::Run::run([ 'python3', "$ENV{RMQ_TEST_DIR}/broker/rmq_probe.py", 'send-raw', $broker_addr, $U, '0', '0x1',
+		'this is not zlib', 'TagU' ], '>', \$out, '2>', \$perr)
+  or die "rmq_probe send-raw failed: $perr";
+chomp $out;
+is($out, '10', 'undecodable: the broker stored the message flagged compressed at offset 10');
+RmqTest::produce($node, $U, queues => [0], per_queue => 5);     # 11..15
+
+RmqTest::wait_state($node, 'su_fail', 'failed', 'undecodable, on_error fail: the stream fails');
+$err = sql("SELECT last_error FROM rmq_stream WHERE name = 'su_fail'");
+like($err, qr/undecodable message at offset 10 of queue 0/, "undecodable, on_error fail: last_error names it: $err");
+like($err, qr/zlib|inflate|compress/i, 'undecodable, on_error fail: last_error says why');
+is(sql("SELECT count(*) || ' ' || count(DISTINCT queue_offset) || ' ' || max(queue_offset) FROM u_fail"),
+	'10 10 9', 'undecodable, on_error fail: everything before it committed, nothing after');
+is(sql("SELECT next_offset FROM rmq_offset WHERE consumer_group = '$gu{fail}'"), '10',
+	'undecodable, on_error fail: the stored offset is the undecodable message\'s');
+sql("SELECT rmq_alter_stream('su_fail', '{\"on_error\": \"dead_letter\"}')");
+sql("SELECT rmq_resume_stream('su_fail')");
+for my $p ([ 'fail', 'resumed with dead_letter' ], [ 'dl', 'on_error dead_letter' ])
+{
+	my ($s, $label) = ("su_$p->[0]", "undecodable, $p->[1]");
+	RmqTest::wait_caught_up($node, $s, $gu{ $p->[0] }, $U);
+	# check_exact reads the whole queue with an rdd, which stops at the
+	# undecodable message: compare with the two ranges around it instead.
+	is(sql("WITH exp AS MATERIALIZED (SELECT $RmqTest::all_columns FROM rmq_create_rdd('rmq_tap_check',
+                ARRAY[rmq_offset_range('$U', 'broker-a', 0, 0, 10), rmq_offset_range('$U', 'broker-a', 0, 11, 16)])),
+                 got AS MATERIALIZED (SELECT $RmqTest::all_columns FROM u_$p->[0])
+            SELECT (SELECT count(*) FROM got) || ' ' || (SELECT count(DISTINCT queue_offset) FROM got) || ' ' ||
+                   (SELECT count(*) FROM (TABLE exp EXCEPT ALL TABLE got) x) || ' ' ||
+                   (SELECT count(*) FROM (TABLE got EXCEPT ALL TABLE exp) y)"),
+		'15 15 0 0', "$label: every other message exactly once, column for column");
+	is(sql(RmqTest::caught_up_sql($gu{ $p->[0] }, $U)), 't', "$label: stored offsets equal the broker's max offsets");
+	is(sql("SELECT state || ' ' || coalesce(last_error, '-') FROM rmq_stream WHERE name = '$s'"), 'running -',
+		"$label: the stream goes on");
+	is(sql("SELECT string_agg(queue_offset || ' ' || tags || ' ' || policy || ' ' || (error ~ '^could not decode message: ')
+                               || ' ' || (position(convert_to('this is not zlib', 'UTF8') IN body) > 0)
+                               || ' ' || (length(body) > 91), ',')
+            FROM rmq_dead_letter WHERE stream = '$s'"),
+		'10 TagU dead_letter true true true', "$label: one dead letter, with its tags, the reason and the raw record");
+	is(sql("SELECT sum(skipped) FROM rmq_batch WHERE stream = '$s'"), '1', "$label: rmq_batch counts it as skipped");
+}
+my ($rc, $rdd_out, $rdd_err) = $node->psql('postgres',
+	"SELECT count(*) FROM rmq_create_rdd('rmq_tap_check', ARRAY[rmq_offset_range('$U', 'broker-a', 0, 0, 16)])");
+like($rdd_err, qr/could not decode messages of queue 0 of broker "broker-a"/, "undecodable: rmq_create_rdd fails clearly: $rdd_err");
+is(sql("SELECT count(*) FROM rmq_create_rdd('rmq_tap_check', ARRAY[rmq_offset_range('$U', 'broker-a', 0, 11, 16)])"),
+	'5', 'undecodable: rmq_create_rdd past it reads the rest');
+sql("SELECT rmq_drop_stream('su_$_')") for qw(fail dl);
 
 # --- the target dropped, a column type changed ---------------------------------
 my $D = RmqTest::uniq('t103_drop');
