@@ -46,6 +46,7 @@ extern bool rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadlin
 extern bool rmq_conn_wait_any(RmqConn **cs, int n, TimestampTz until);
 extern void rmq_conn_done(RmqConn *c);
 extern void rmq_conn_discard(RmqConn *c);
+extern void rmq_conn_discard_addr(const char *addr);
 extern void rmq_conn_reset_all(void);
 extern void rmq_conn_release_aborted(int level);
 

@@ -88,6 +88,15 @@ rmq_conn_discard(RmqConn *c)
 	conn_close(c);
 }
 
+/* Throw away every cached connection to addr (after that broker failed). */
+void
+rmq_conn_discard_addr(const char *addr)
+{
+	for (int i = nconns - 1; i >= 0; i--)
+		if (strcmp(conns[i]->addr, addr) == 0)
+			rmq_conn_discard(conns[i]);
+}
+
 void
 rmq_conn_reset_all(void)
 {

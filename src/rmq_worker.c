@@ -84,6 +84,9 @@ typedef struct Stream
 	int64	   *stop_at;		/* per cursor: under fail, nothing from here on */
 	RmqBatchMsg *damaged;		/* messages that did not decode, set aside */
 	int			ndamaged;
+	/* per cursor: its broker could not be reached; retry at down_until */
+	TimestampTz *down_until;
+	int		   *down_failures;
 	uint64		batches;
 	bool		replan;			/* the route changed: run again, at once */
 } Stream;
@@ -802,9 +805,130 @@ static bool
 caught_up(Stream *s)
 {
 	for (int i = 0; i < s->ncursors; i++)
-		if (!s->cursors[i].done &&
+		if (!s->cursors[i].done && s->down_until[i] == 0 &&
 			(s->cursors[i].broker_max < 0 || s->cursors[i].next < s->cursors[i].broker_max))
 			return false;
+	return true;
+}
+
+static void record_error(Stream *s, const char *msg, bool fail);
+
+/*
+ * Called in PG_CATCH when talking to the broker at addr failed.  If it could
+ * not be reached (refused, reset, timed out), its queues sit out with a
+ * growing back-off while the other brokers' queues go on: one dead broker
+ * of a cluster must not stall a stream until the name server notices (up
+ * to 2 minutes for a broker that vanished without closing its sockets).
+ * What the batch already holds from it stays.  Other errors propagate.
+ */
+static void
+broker_down(Stream *s, RmqConn **conns, const char *addr, MemoryContext cxt)
+{
+	ErrorData  *ed;
+	int			failures = 0;
+	long		wait_ms;
+	char	   *msg;
+
+	MemoryContextSwitchTo(cxt);
+	ed = CopyErrorData();
+	if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+		PG_RE_THROW();
+	FlushErrorState();
+	addr = pstrdup(addr);
+	rmq_conn_discard_addr(addr);
+	for (int j = 0; j < s->ncursors; j++)
+		if (strcmp(s->cursors[j].addr, addr) == 0)
+			failures = Max(failures, s->down_failures[j] + 1);
+	wait_ms = Min(1000L << Min(failures - 1, 5), MAX_BACKOFF_MS);
+	for (int j = 0; j < s->ncursors; j++)
+	{
+		RmqCursor  *c = &s->cursors[j];
+
+		if (strcmp(c->addr, addr) != 0)
+			continue;
+		conns[j] = NULL;
+		c->npend = 0;
+		c->inflight = false;
+		c->issued = c->next;
+		s->down_failures[j] = failures;
+		s->down_until[j] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+	}
+	msg = psprintf("broker at %s is unreachable; its queues wait %ld ms, the other brokers' go on: %s",
+				   addr, wait_ms, ed->message);
+	ereport(WARNING,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("stream \"%s\": %s", s->name, msg)));
+	record_error(s, msg, false);
+	MemoryContextSwitchTo(cxt);
+	FreeErrorData(ed);
+}
+
+/* A broker answered: it is up. */
+static void
+broker_up(Stream *s, RmqConn **conns, RmqConn *conn)
+{
+	for (int j = 0; j < s->ncursors; j++)
+		if (conns[j] == conn)
+			s->down_until[j] = 0, s->down_failures[j] = 0;
+}
+
+/* Keep cursor i's pulls going, unless its broker fails. */
+static void
+send_guarded(Stream *s, RmqPullCtx *ctx, RmqConn **conns, int i, int64 max_suspend_ms)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	RmqCursor  *c = &s->cursors[i];
+
+	PG_TRY();
+	{
+		if (conns[i] == NULL)
+		{
+			conns[i] = rmq_conn_get(c->addr, s->opts.request_timeout_ms);
+			for (int j = 0; j < s->ncursors; j++)
+				if (conns[j] == NULL && strcmp(s->cursors[j].addr, c->addr) == 0)
+					conns[j] = conns[i];
+		}
+		rmq_cursor_send(ctx, conns[i], c, max_suspend_ms);
+	}
+	PG_CATCH();
+	{
+		broker_down(s, conns, c->addr, cxt);
+	}
+	PG_END_TRY();
+}
+
+/* An answer on conn: 1 got one, 0 not yet, -1 its broker failed. */
+static int
+recv_guarded(Stream *s, RmqConn **conns, RmqConn *conn, TimestampTz soft, TimestampTz hard,
+			 RmqCommand *resp)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int rc = 0;
+
+	PG_TRY();
+	{
+		rc = rmq_conn_recv_soft(conn, soft, hard, resp) ? 1 : 0;
+	}
+	PG_CATCH();
+	{
+		const char *addr = NULL;
+
+		for (int j = 0; j < s->ncursors && addr == NULL; j++)
+			if (conns[j] == conn)
+				addr = s->cursors[j].addr;
+		broker_down(s, conns, addr, cxt);
+		rc = -1;
+	}
+	PG_END_TRY();
+	return rc;
+}
+
+/* May cursor i pull now?  Not while its broker is sitting out. */
+static bool
+cursor_up(Stream *s, int i)
+{
+	if (s->down_until[i] != 0 && GetCurrentTimestamp() < s->down_until[i])
+		return false;
 	return true;
 }
 
@@ -827,6 +951,9 @@ receive_answers(Stream *s, RmqPullCtx *ctx, RmqConn **conns, TimestampTz close_a
 	RmqConn   **busy = palloc(sizeof(RmqConn *) * s->ncursors);
 	int			nbusy = 0;
 	bool		got = false;
+	int			rc;
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz retry = 0;
 
 	if (s->rows > 0 && linger_end > now)
 		soft = Min(soft, linger_end);
@@ -860,9 +987,13 @@ receive_answers(Stream *s, RmqPullCtx *ctx, RmqConn **conns, TimestampTz close_a
 				hard = s->cursors[j].deadline;
 		wake = (wake == 0 || hard < wake) ? hard : wake;
 		/* One connection: sleep on it.  Several: only look (soft = now). */
-		if (!rmq_conn_recv_soft(busy[k], nbusy == 1 ? soft : GetCurrentTimestamp(), hard, &resp))
+		rc = recv_guarded(s, conns, busy[k], nbusy == 1 ? soft : GetCurrentTimestamp(), hard, &resp);
+		if (rc < 0)
+			busy[k] = NULL;
+		if (rc <= 0)
 			continue;
 		got = true;
+		broker_up(s, conns, busy[k]);
 		for (int j = 0; j < s->ncursors; j++)
 		{
 			RmqCursor  *c = &s->cursors[j];
@@ -874,8 +1005,35 @@ receive_answers(Stream *s, RmqPullCtx *ctx, RmqConn **conns, TimestampTz close_a
 			}
 		}
 	}
+	/* Brokers that just failed are gone from the set. */
+	{
+		int			live = 0;
+
+		for (int k = 0; k < nbusy; k++)
+			if (busy[k] != NULL)
+				busy[live++] = busy[k];
+		if (live < nbusy)
+			got = true;			/* something changed: let the caller look */
+		nbusy = live;
+	}
 	if (nbusy > 1 && !got)
 		(void) rmq_conn_wait_any(busy, nbusy, Min(soft, wake));
+	else if (nbusy == 0 && !got)
+	{
+		/*
+		 * Nothing out (brokers sitting out, queues stopped, rate limit):
+		 * sleep until the batch may close or a broker may be tried again.
+		 */
+		TimestampTz until = soft;
+
+		for (int i = 0; i < s->ncursors; i++)
+			if (s->down_until[i] != 0 && (retry == 0 || s->down_until[i] < retry))
+				retry = s->down_until[i];
+		if (retry != 0 && retry < until)
+			until = retry;
+		idle_wait(Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until), 1));
+		MemoryContextSwitchTo(cxt);
+	}
 	pfree(busy);
 }
 
@@ -920,6 +1078,8 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	s->from = palloc0(sizeof(int64) * s->ncursors);
 	s->tokens = palloc0(sizeof(double) * s->ncursors);
 	s->stop_at = palloc(sizeof(int64) * s->ncursors);
+	s->down_until = palloc0(sizeof(TimestampTz) * s->ncursors);
+	s->down_failures = palloc0(sizeof(int) * s->ncursors);
 	conns = palloc0(sizeof(RmqConn *) * s->ncursors);
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.group = s->group;
@@ -976,6 +1136,8 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 
 				if (c->inflight && s->max_rate > 0)
 					continue;
+				if (!cursor_up(s, i))
+					continue;
 				if (s->max_rate > 0)
 				{
 					if (s->tokens[i] < 1.0)
@@ -983,14 +1145,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 					s->opts.pull_batch_size = (int) Min((double) saved, s->tokens[i]);
 					s->tokens[i] -= s->opts.pull_batch_size;
 				}
-				if (conns[i] == NULL)
-				{
-					conns[i] = rmq_conn_get(c->addr, s->opts.request_timeout_ms);
-					for (int j = 0; j < s->ncursors; j++)
-						if (conns[j] == NULL && strcmp(s->cursors[j].addr, c->addr) == 0)
-							conns[j] = conns[i];
-				}
-				rmq_cursor_send(&ctx, conns[i], c, Min(left, s->opts.pull_timeout_ms));
+				send_guarded(s, &ctx, conns, i, Min(left, s->opts.pull_timeout_ms));
 				s->opts.pull_batch_size = saved;
 			}
 			receive_answers(s, &ctx, conns, close_at);

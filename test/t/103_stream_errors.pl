@@ -153,12 +153,12 @@ for my $p ([ 'fail', 'fail' ], [ 'dl', 'dead_letter' ])
            options => '{\"batch_interval\": 200, \"on_error\": \"$p->[1]\"}')");
 }
 RmqTest::produce($node, $U, queues => [0], per_queue => 10);    # 0..9
-my ($out, $perr);
+my ($probe_out, $perr);
 IPC::Run::run([ 'python3', "$ENV{RMQ_TEST_DIR}/broker/rmq_probe.py", 'send-raw', $broker_addr, $U, '0', '0x1',
-		'this is not zlib', 'TagU' ], '>', \$out, '2>', \$perr)
+		'this is not zlib', 'TagU' ], '>', \$probe_out, '2>', \$perr)
   or die "rmq_probe send-raw failed: $perr";
-chomp $out;
-is($out, '10', 'undecodable: the broker stored the message flagged compressed at offset 10');
+chomp $probe_out;
+is($probe_out, '10', 'undecodable: the broker stored the message flagged compressed at offset 10');
 RmqTest::produce($node, $U, queues => [0], per_queue => 5);     # 11..15
 
 RmqTest::wait_state($node, 'su_fail', 'failed', 'undecodable, on_error fail: the stream fails');

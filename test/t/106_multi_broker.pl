@@ -5,7 +5,11 @@
 #  - a stream whose one worker owns queues on both brokers, and one with
 #    parallelism 2, ingest everything exactly once, also while broker-b
 #    is stopped and started again mid-stream;
-#  - rmq_committed_offsets shows both brokers' queues.
+#  - rmq_committed_offsets shows both brokers' queues;
+#  - broker-b hangs (SIGSTOP: its sockets stay open, so the name server
+#    keeps listing it for up to 2 minutes): once its pulls time out, its
+#    queues sit out and broker-a's go on without the stream's run failing;
+#    when it wakes up (SIGCONT) its queues catch up, all exactly once.
 # The worker polls each broker's connection and sleeps on all of them at
 # once; that one broker's long poll does not delay the other is a matter
 # of timing and is not asserted here (see bench/ and the README).
@@ -41,7 +45,12 @@ sub broker
 broker('a', 'start');
 broker('b', 'start');
 # b first: it is registered with a's name server.
-END { for my $w (qw(b a)) { eval { broker($w, 'stop') } if $started{$w} } }
+my $b_stopped_pid;
+END
+{
+	kill 'CONT', $b_stopped_pid if $b_stopped_pid;
+	for my $w (qw(b a)) { eval { broker($w, 'stop') } if $started{$w} }
+}
 
 local $ENV{RMQ_NAMESRV} = "127.0.0.1:$ns_port";
 my $node = RmqTest::stream_node('multi_broker');
@@ -118,6 +127,43 @@ for my $k (qw(one two))
 		label => "s_$k: broker-b stopped and started mid-stream");
 	is(sql("SELECT state FROM rmq_stream WHERE name = 's_$k'"), 'running', "s_$k: still running");
 }
+
+# broker-b hangs.  Short timeouts so its pulls time out in seconds.
+for my $k (qw(one two))
+{
+	sql("SELECT rmq_alter_stream('s_$k', '{\"pull_timeout\": 1000, \"request_timeout\": 1000}')");
+}
+produce(5);
+RmqTest::wait_caught_up($node, "s_$_", $g{$_}, $T) for qw(one two);
+my $log_pos = -s $node->logfile;
+$b_stopped_pid = slurp_file("$benv{b}{RMQ_HOME}/broker.pid");
+chomp $b_stopped_pid;
+ok(kill('STOP', $b_stopped_pid), 'broker-b hangs (SIGSTOP)');
+for my $k (qw(one two))
+{
+	ok($node->wait_for_log(qr/stream "s_$k": broker at 127\.0\.0\.1:22921 is unreachable/, $log_pos),
+		"s_$k: broker-b's pulls time out and its queues sit out");
+}
+my %a_rows = map { $_ => sql("SELECT count(*) FROM m_$_ WHERE broker = 'broker-a'") } qw(one two);
+produce(10, 'broker-a');
+for my $k (qw(one two))
+{
+	ok($node->poll_query_until('postgres', "SELECT count(*) = $a_rows{$k} + 40 FROM m_$k WHERE broker = 'broker-a'"),
+		"s_$k: broker-a's new messages are ingested while broker-b hangs");
+	like(sql("SELECT state || ': ' || last_error FROM rmq_stream WHERE name = 's_$k'"),
+		qr/^running: broker at 127\.0\.0\.1:22921 is unreachable/, "s_$k: running, last_error names the hung broker");
+}
+ok(kill('CONT', $b_stopped_pid), 'broker-b wakes up (SIGCONT)');
+$b_stopped_pid = undef;
+produce(5);
+for my $k (qw(one two))
+{
+	RmqTest::wait_caught_up($node, "s_$k", $g{$k}, $T);
+	RmqTest::check_exact($node, table => "m_$k", topic => $T, group => $g{$k}, expect => 8 * 50 + 4 * 25,
+		label => "s_$k: broker-b hung and woke up mid-stream");
+}
+my $tail = substr(slurp_file($node->logfile), $log_pos);
+unlike($tail, qr/ERROR:[^\n]*22921/, 'no stream run failed because of broker-b: only its queues waited');
 
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal|PANIC|TRAP:/, 'no backend crashed');
