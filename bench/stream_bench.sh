@@ -38,8 +38,8 @@
 #                         report its rate so far (it may be slow)
 #   STREAM_OPTS='{"batch_interval": 1000, "batch_rows": 10000}'  drain options
 #   LAT_RATE=1000 LAT_SECONDS=60 LAT_INTERVALS="10 50 1000"  (0 s skips)
-#   LAT_SYNC="server off"  the latency streams' synchronous_commit option, each
-#                         in turn ("server": not set, the server's on)
+#   LAT_SYNC="default on"  the latency streams' synchronous_commit option, each
+#                         in turn ("default": not set, which is off)
 #   LAT_EXTRA_OPTS='{}'   more options for the latency streams, e.g.
 #                         '{"batch_linger": 5}'
 #   DRAIN_TIMEOUT=3600    seconds before a drain counts as stuck
@@ -61,7 +61,7 @@ N=${N:-2000000} B=${B:-100}
 N1K=${N1K:-$((N / 4))} B1K=${B1K:-1024}
 LOOP_MAX_S=${LOOP_MAX_S:-300}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-60} LAT_INTERVALS=${LAT_INTERVALS:-"10 50 1000"}
-LAT_SYNC=${LAT_SYNC:-"server off"}
+LAT_SYNC=${LAT_SYNC:-"default on"}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-3600}
 PG_PORT=${PG_PORT:-5497}
 BUILD=${BUILD:-1} KEEP=${KEEP:-0}
@@ -409,7 +409,7 @@ run_size() {  # run_size TAG TOPIC N B STREAM GROUP SINK -> sets <TAG>_* variabl
 latency() {  # latency INTERVAL_MS SYNCHRONOUS_COMMIT -> appends a line to $work/lat.dat
     local iv=$1 sync=$2 k=$1_$2
     local topic=bench_lat_$k sname=bench_lat_$k group=bench_lat_group_$k sink=lat_$k sc='{}'
-    [[ $sync == server ]] || sc="{\"synchronous_commit\": \"$sync\"}"
+    [[ $sync == default ]] || sc="{\"synchronous_commit\": \"$sync\"}"
     q "SELECT rmq_create_topic('$topic', 8)" >/dev/null
     q "CREATE TABLE $sink (queue_id int, queue_offset bigint, body bytea, born_timestamp timestamptz, store_timestamp timestamptz)"
     q "SELECT rmq_create_stream('$sname', '$topic', '$group', '$sink',
@@ -429,18 +429,33 @@ latency() {  # latency INTERVAL_MS SYNCHRONOUS_COMMIT -> appends a line to $work
     bgpids+=("$ppid")
     wpid=$(worker_pid)
     # The worker's private memory (RssAnon, kB) every 2 s: flat over a long
-    # run (LAT_SECONDS=600) means no leak per batch.
+    # run (LAT_SECONDS=600) means no leak per batch.  And what it has
+    # palloc'd (all memory contexts, pg_log_backend_memory_contexts) after
+    # the warm-up and at the end: RssAnon also moves with malloc's heap.
+    local warm=$(( LAT_SECONDS >= 120 ? 60 : LAT_SECONDS / 10 )) dumped=0
     : >"$memf"
     while kill -0 "$ppid" 2>/dev/null; do
         snap_batches "$sname"
         awk -v t="$(secs_since "$t_lat")" '/^RssAnon/ {print t, $2}' "/proc/$wpid/status" >>"$memf" 2>/dev/null || true
+        if ((dumped == 0)) && awk -v t="$(secs_since "$t_lat")" -v w="$warm" 'BEGIN {exit !(t >= w)}'; then
+            q "SELECT pg_log_backend_memory_contexts($wpid)" >/dev/null
+            dumped=1
+        fi
         sleep 2
     done
+    q "SELECT pg_log_backend_memory_contexts($wpid)" >/dev/null
+    sleep 1
     # After the first minute (or 10% of a short run), at the end, and the max.
     local mem
     mem=$(awk -v warm="$(( LAT_SECONDS >= 120 ? 60 : LAT_SECONDS / 10 ))" '
         {if (!w && $1 >= warm) {w = $2}; last = $2; if ($2 > mx) mx = $2; n++}
         END {if (n) printf "%.1f/%.1f/%.1f/%+.1f", w / 1024, last / 1024, mx / 1024, (last - w) / 1024; else print "-"}' "$memf")
+    # "used" of the Grand total after each "logging memory contexts of PID
+    # <worker>": the first and last dump of this run.
+    mem+=/$(awk -v pid="$wpid" '
+        /logging memory contexts of PID/ {on = ($NF == pid)}
+        on && /Grand total:/ {sub(/.*; /, ""); sub(/ used.*/, ""); v[++n] = $0; on = 0}
+        END {if (n >= 2) printf "%d/%d", v[1], v[n]; else printf "-/-"}' "$work/pg.log")
     local rc=0
     wait "$ppid" || rc=$?
     untrack "$ppid"
@@ -625,12 +640,12 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
         echo "millisecond precision): born → stored is the producer's send and the broker's store, stored →"
         echo "committed is the stream's share (long-poll wake-up, linger, COPY, commit)."
         echo
-        echo "| batch_interval, ms / synchronous_commit | rows | p50, ms | p99, ms | max, ms | avg, ms | of which born → stored (producer + broker) p50 / p99 / max, ms | stored → committed (the stream) p50 / p99 / max, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| batch_interval, ms / synchronous_commit | rows | p50, ms | p99, ms | max, ms | avg, ms | of which born → stored (producer + broker) p50 / p99 / max, ms | stored → committed (the stream) p50 / p99 / max, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB | worker palloc'd (all memory contexts) after warm-up / at the end, bytes |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         while read -r iv rows wb p50 p99 mx av bp50 bp99 bmx nb rpb dur dmax slow why split prate plate mem; do
-            IFS=/ read -r m1 m2 m3 m4 <<<"$mem"
+            IFS=/ read -r m1 m2 m3 m4 m5 m6 <<<"$mem"
             IFS=/ read -r x1 x2 x3 y1 y2 y3 <<<"$split"
-            echo "| $iv | $rows | $p50 | **$p99** | $mx | $av | $x1 / $x2 / $x3 | $y1 / **$y2** / $y3 | $bp50 / $bp99 / $bmx ($wb rows matched) | $nb | $rpb | $dur / $dmax | $slow | ${why//,/, } | $prate ($plate) | $m1 / $m2 / $m3 ($m4) |"
+            echo "| $iv | $rows | $p50 | **$p99** | $mx | $av | $x1 / $x2 / $x3 | $y1 / **$y2** / $y3 | $bp50 / $bp99 / $bmx ($wb rows matched) | $nb | $rpb | $dur / $dmax | $slow | ${why//,/, } | $prate ($plate) | $m1 / $m2 / $m3 ($m4) | $m5 / $m6 |"
         done <"$work/lat.dat"
         echo
         echo "Target: p99 ≤ 25 ms at 1000 msg/s."

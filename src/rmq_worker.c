@@ -65,7 +65,7 @@ typedef struct Stream
 	int			batch_linger;
 	double		max_rate;
 	bool		auto_commit;
-	char	   *synchronous_commit;	/* NULL: the server's setting */
+	char	   *synchronous_commit;
 	char	   *on_error;
 
 	/* the batch being assembled */
@@ -200,8 +200,12 @@ load_stream(Stream *s, MemoryContext cxt)
 			s->opts.pull_timeout_ms = (int) opt_int(o, "pull_timeout", s->opts.pull_timeout_ms);
 			s->max_rate = (double) opt_int(o, "max_rate_per_queue", 0);
 			s->auto_commit = opt_bool(o, "auto_commit", false);
-			s->synchronous_commit = rmq_jsonb_text(o, "synchronous_commit")
-				? pstrdup(rmq_jsonb_text(o, "synchronous_commit")) : NULL;
+			/*
+			 * Off unless asked otherwise, like a subscription's apply worker,
+			 * and for the same reason: what a crash takes back is read again.
+			 */
+			s->synchronous_commit = pstrdup(rmq_jsonb_text(o, "synchronous_commit")
+											? rmq_jsonb_text(o, "synchronous_commit") : "off");
 			s->on_error = pstrdup(rmq_jsonb_text(o, "on_error") ? rmq_jsonb_text(o, "on_error") : "fail");
 			MemoryContextSwitchTo(old);
 			ok = true;
@@ -741,7 +745,7 @@ commit_batch(Stream *s, TimestampTz started, const char *reason)
 	 * crash may take the last batches back, and a restart with no stored
 	 * offset would start from the broker's.
 	 */
-	if (s->auto_commit && s->synchronous_commit && strcmp(s->synchronous_commit, "off") == 0)
+	if (s->auto_commit && strcmp(s->synchronous_commit, "off") == 0)
 		XLogFlush(XactLastCommitEnd);
 	if (s->auto_commit)
 		for (int i = 0; i < s->ncursors; i++)
@@ -1055,8 +1059,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	 * off is safe for exactly-once: a batch's rows and offsets commit or
 	 * vanish together, and what a crash takes back is read again.
 	 */
-	if (s->synchronous_commit)
-		SetConfigOption("synchronous_commit", s->synchronous_commit, PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("synchronous_commit", s->synchronous_commit, PGC_USERSET, PGC_S_SESSION);
 	MemoryContextSwitchTo(stream_cxt);
 	assign_queues(s);
 	if (s->ncursors == 0)

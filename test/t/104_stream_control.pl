@@ -238,14 +238,24 @@ sql(RmqTest::message_table('sc_t', 'sc text'));
 sql(q{CREATE FUNCTION sc_note() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.sc := current_setting('synchronous_commit'); RETURN NEW; END $$});
 sql("CREATE TRIGGER sc_note BEFORE INSERT ON sc_t FOR EACH ROW EXECUTE FUNCTION sc_note()");
-sql("SELECT rmq_create_stream('s_sc', '$C', '$gsc', 'sc_t', options => '{\"synchronous_commit\": \"off\", \"auto_commit\": true}')");
-RmqTest::wait_caught_up($node, 's_sc', $gsc, $C);
-RmqTest::check_exact($node, table => 'sc_t', topic => $C, group => $gsc, label => 'synchronous_commit off');
-is(sql("SELECT string_agg(DISTINCT sc, ',') FROM sc_t"), 'off', 'synchronous_commit: the batches ran with off');
+my $SC = RmqTest::uniq('t104_sc');
+sql("SELECT rmq_create_topic('$SC', 2)");
+# No option: off, as for a subscription's apply worker.
+sql("SELECT rmq_create_stream('s_sc', '$SC', '$gsc', 'sc_t', options => '{\"auto_commit\": true}')");
+RmqTest::produce($node, $SC, per_queue => 20, queues => [ 0, 1 ]);
+RmqTest::wait_caught_up($node, 's_sc', $gsc, $SC);
+RmqTest::check_exact($node, table => 'sc_t', topic => $SC, group => $gsc, label => 'synchronous_commit default');
+is(sql("SELECT string_agg(DISTINCT sc, ',') FROM sc_t"), 'off', 'synchronous_commit: by default the batches run with off');
 is(sql("SHOW synchronous_commit"), 'on', 'synchronous_commit: the server default is untouched');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM rmq_committed_offsets('$gsc', '$C') "
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM rmq_committed_offsets('$gsc', '$SC') "
 	  . "WHERE next_offset IS DISTINCT FROM broker_offset"),
 	'synchronous_commit off with auto_commit: the broker gets the flushed offsets');
+sql("SELECT rmq_alter_stream('s_sc', '{\"synchronous_commit\": \"on\"}')");
+RmqTest::produce($node, $SC, per_queue => 10, queues => [ 0, 1 ]);
+RmqTest::wait_caught_up($node, 's_sc', $gsc, $SC);
+RmqTest::check_exact($node, table => 'sc_t', topic => $SC, group => $gsc, label => 'synchronous_commit on');
+is(sql("SELECT sc || ':' || count(*) FROM sc_t WHERE queue_offset >= 20 GROUP BY sc"), 'on:20',
+	'synchronous_commit: set to on, the batches run with on');
 sql("SELECT rmq_drop_stream('s_sc')");
 
 RmqTest::wait_caught_up($node, 's_ctl', $g{ctl}, $C);
