@@ -39,7 +39,9 @@
 #   STREAM_OPTS='{"batch_interval": 1000, "batch_rows": 10000}'  drain options
 #   LAT_RATE=1000 LAT_SECONDS=60 LAT_INTERVALS="10 50 1000"  (0 s skips)
 #   LAT_SYNC="default on"  the latency streams' synchronous_commit option, each
-#                         in turn ("default": not set, which is off)
+#                         in turn ("default": not set, which is off); a value
+#                         may repeat ("on default on default")
+#   LAT_SETTLE=30         seconds of rest between the drains and the latency runs
 #   LAT_EXTRA_OPTS='{}'   more options for the latency streams, e.g.
 #                         '{"batch_linger": 5}'
 #   DRAIN_TIMEOUT=3600    seconds before a drain counts as stuck
@@ -61,7 +63,7 @@ N=${N:-2000000} B=${B:-100}
 N1K=${N1K:-$((N / 4))} B1K=${B1K:-1024}
 LOOP_MAX_S=${LOOP_MAX_S:-300}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-60} LAT_INTERVALS=${LAT_INTERVALS:-"10 50 1000"}
-LAT_SYNC=${LAT_SYNC:-"default on"}
+LAT_SYNC=${LAT_SYNC:-"default on"} LAT_SETTLE=${LAT_SETTLE:-30}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-3600}
 PG_PORT=${PG_PORT:-5497}
 BUILD=${BUILD:-1} KEEP=${KEEP:-0}
@@ -406,8 +408,10 @@ run_size() {  # run_size TAG TOPIC N B STREAM GROUP SINK -> sets <TAG>_* variabl
 }
 
 # ------------------------------------------------------------ 5. latency
+lat_runs=0
 latency() {  # latency INTERVAL_MS SYNCHRONOUS_COMMIT -> appends a line to $work/lat.dat
-    local iv=$1 sync=$2 k=$1_$2
+    lat_runs=$((lat_runs + 1))
+    local iv=$1 sync=$2 k=$1_$2_$lat_runs
     local topic=bench_lat_$k sname=bench_lat_$k group=bench_lat_group_$k sink=lat_$k sc='{}'
     [[ $sync == default ]] || sc="{\"synchronous_commit\": \"$sync\"}"
     q "SELECT rmq_create_topic('$topic', 8)" >/dev/null
@@ -512,7 +516,7 @@ SQL
     local rows
     rows=$(cut -d'|' -f1 <<<"$res")
     [[ $rows == "$sent" ]] || die "latency sink has $rows rows, $sent were sent"
-    echo "$iv/$sync $(tr '|' ' ' <<<"$res") $(sed 's/.*rate=\([0-9]*\).*late_max_ms=\([0-9.]*\).*/\1 \2/' <<<"$line") $mem" >>"$work/lat.dat"
+    echo "$iv/$sync/#$lat_runs $(tr '|' ' ' <<<"$res") $(sed 's/.*rate=\([0-9]*\).*late_max_ms=\([0-9.]*\).*/\1 \2/' <<<"$line") $mem" >>"$work/lat.dat"
     log "[latency $k] rows, with batch, p50 p99 max avg (commit ts), p50 p99 max (batch), batches, rows/batch, ms/batch avg max, slow batches, end reasons: $res"
     q "SELECT rmq_drop_stream('$sname')" >/dev/null
     q "DROP TABLE $sink"
@@ -520,6 +524,11 @@ SQL
 
 # ------------------------------------------------------------------ run
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# The WAL device's flush time, for reading the latency results (each batch's
+# COMMIT waits for one unless synchronous_commit is off).
+fdatasync_us=$(pg "$bindir/pg_test_fsync" -s 1 -f "$work/fsync.test" 2>/dev/null |
+               awk '/fdatasync/ {print $(NF - 1); exit}') || true
+rm -f "$work/fsync.test"
 t_run=$EPOCHREALTIME
 run_size s100 bench_topic "$N" "$B" bench bench_group sink
 if ((N1K > 0)); then
@@ -529,6 +538,10 @@ fi
 if ((LAT_SECONDS > 0)); then
     q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
     pg "$bindir/pg_ctl" -D "$work/pg" -l "$work/pg.log" -m fast -w restart >/dev/null
+    # Let the drains' aftermath (writeback, the broker's flushes) pass: the
+    # first latency run right after them had a p99 twice the later ones.
+    log "[latency] settling for $LAT_SETTLE s ..."
+    sleep "$LAT_SETTLE"
     for iv in $LAT_INTERVALS; do
         for sync in $LAT_SYNC; do latency "$iv" "$sync"; done
     done
@@ -577,6 +590,8 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
     echo "load average $load_start at the start, $load_end at the end; whole run $(printf '%.0f' "$run_secs") s."
     echo "One local broker (RocketMQ 5.3.3, ASYNC_FLUSH), topics of 8 queues; PostgreSQL $(pg "$bindir/postgres" -V | awk '{print $3}')"
     echo "with default settings (synchronous_commit on, shared_buffers 128MB) plus max_worker_processes = 16."
+    echo "Disk: fdatasync of one 8 kB write takes ${fdatasync_us:-?} µs (pg_test_fsync). Streams commit with"
+    echo "their own synchronous_commit, off unless a run below says on."
     echo "Tree $git_desc; rocketmq_stream.so $so_desc."
     echo "Drain options: \`$STREAM_OPTS\`; latency streams: batch_interval as below, batch_rows 10000, plus \`$LAT_EXTRA_OPTS\`."
     if awk -v s="$(val s100 S_SECS)" 'BEGIN {exit !(s < 60)}'; then
@@ -640,7 +655,7 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
         echo "millisecond precision): born → stored is the producer's send and the broker's store, stored →"
         echo "committed is the stream's share (long-poll wake-up, linger, COPY, commit)."
         echo
-        echo "| batch_interval, ms / synchronous_commit | rows | p50, ms | p99, ms | max, ms | avg, ms | of which born → stored (producer + broker) p50 / p99 / max, ms | stored → committed (the stream) p50 / p99 / max, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB | worker palloc'd (all memory contexts) after warm-up / at the end, bytes |"
+        echo "| batch_interval, ms / synchronous_commit / run | rows | p50, ms | p99, ms | max, ms | avg, ms | of which born → stored (producer + broker) p50 / p99 / max, ms | stored → committed (the stream) p50 / p99 / max, ms | via rmq_batch p50 / p99 / max, ms | batches with rows | rows/batch | batch duration avg / max, ms | batches > 2 × interval | end reasons | producer rate, msg/s (worst lag, ms) | worker RssAnon after warm-up / at the end / max (growth), MB | worker palloc'd (all memory contexts) after warm-up / at the end, bytes |"
         echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         while read -r iv rows wb p50 p99 mx av bp50 bp99 bmx nb rpb dur dmax slow why split prate plate mem; do
             IFS=/ read -r m1 m2 m3 m4 m5 m6 <<<"$mem"
