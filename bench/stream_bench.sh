@@ -527,7 +527,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # The WAL device's flush time, for reading the latency results (each batch's
 # COMMIT waits for one unless synchronous_commit is off).
 fdatasync_us=$(pg "$bindir/pg_test_fsync" -s 1 -f "$work/fsync.test" 2>/dev/null |
-               awk '/fdatasync/ {print $(NF - 1); exit}') || true
+               awk '$1 == "fdatasync" && /ops\/sec/ {print $(NF - 1); exit}') || true
 rm -f "$work/fsync.test"
 t_run=$EPOCHREALTIME
 run_size s100 bench_topic "$N" "$B" bench bench_group sink
