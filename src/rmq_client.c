@@ -95,7 +95,7 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 {
 	static const char *const known[] = {
 		"namesrv_addr", "pull_batch_size", "pull_timeout", "request_timeout",
-		"check_crc", "fail_on_data_loss", "tag_filter", "queue_id", "broker", NULL
+		"check_crc", "fail_on_data_loss", "on_error", "tag_filter", "queue_id", "broker", NULL
 	};
 
 	o->namesrv_addr = rmq_namesrv_addr;
@@ -104,6 +104,7 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 	o->request_timeout_ms = rmq_request_timeout_ms;
 	o->check_crc = rmq_check_crc;
 	o->fail_on_data_loss = true;
+	o->skip_undecodable = false;
 	o->tag_filter = NULL;
 	o->queue_id = -1;
 	o->broker = NULL;
@@ -133,7 +134,7 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unrecognized option \"%s\"", k),
-							 errhint("Valid options are namesrv_addr, pull_batch_size, pull_timeout, request_timeout, check_crc, fail_on_data_loss, tag_filter, queue_id and broker.")));
+							 errhint("Valid options are namesrv_addr, pull_batch_size, pull_timeout, request_timeout, check_crc, fail_on_data_loss, on_error, tag_filter, queue_id and broker.")));
 			}
 		}
 	}
@@ -144,6 +145,16 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 	o->request_timeout_ms = int_opt(opts, "request_timeout", o->request_timeout_ms, 1, 3600000);
 	o->check_crc = bool_opt(opts, "check_crc", o->check_crc);
 	o->fail_on_data_loss = bool_opt(opts, "fail_on_data_loss", true);
+	if (rmq_jsonb_text(opts, "on_error"))
+	{
+		const char *e = rmq_jsonb_text(opts, "on_error");
+
+		if (strcmp(e, "skip") != 0 && strcmp(e, "fail") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"on_error\" must be \"fail\" or \"skip\"")));
+		o->skip_undecodable = strcmp(e, "skip") == 0;
+	}
 	o->tag_filter = rmq_jsonb_text(opts, "tag_filter");
 	o->queue_id = int_opt(opts, "queue_id", -1, 0, 65535);
 	o->broker = rmq_jsonb_text(opts, "broker");

@@ -27,6 +27,7 @@ typedef struct RmqOptions
 	int			request_timeout_ms;
 	bool		check_crc;
 	bool		fail_on_data_loss;
+	bool		skip_undecodable;	/* rmq_create_rdd: on_error = skip */
 	const char *tag_filter;		/* NULL or "*" = everything */
 	int			queue_id;		/* rmq_send: -1 = round robin */
 	const char *broker;			/* rmq_send: NULL = any */

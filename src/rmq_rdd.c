@@ -182,6 +182,18 @@ warn_loss(RmqPullCtx *pctx, RmqCursor *c, int64 from, int64 until)
 					from, until, c->queue_id, c->broker, c->topic)));
 }
 
+/* on_error = skip: an undecodable message is reported and passed over. */
+static bool
+warn_damaged(RmqPullCtx *pctx, RmqCursor *c, const RmqMessage *m)
+{
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("skipping undecodable message at offset " INT64_FORMAT " of queue %d of broker \"%s\" for topic \"%s\"",
+					m->queue_offset, c->queue_id, c->broker, c->topic),
+			 errdetail("%s", m->damage)));
+	return false;
+}
+
 /* Pull every range served by one broker address to completion. */
 static void
 read_broker(RddCtx *ctx, RmqCursor *cs, int n, const char *addr)
@@ -261,6 +273,8 @@ rmq_create_rdd(PG_FUNCTION_ARGS)
 	ctx.pull.opts = &ctx.opts;
 	ctx.pull.on_message = emit;
 	ctx.pull.on_loss = warn_loss;
+	if (ctx.opts.skip_undecodable)
+		ctx.pull.on_damaged = warn_damaged;
 	ctx.pull.arg = &ctx;
 	rmq_tag_filter_parse(ctx.opts.tag_filter, &ctx.pull.filter);
 	ranges = rmq_ranges_from_array(PG_GETARG_ARRAYTYPE_P(1), &n);
