@@ -9,7 +9,10 @@
 #  - broker-b hangs (SIGSTOP: its sockets stay open, so the name server
 #    keeps listing it for up to 2 minutes): once its pulls time out, its
 #    queues sit out and broker-a's go on without the stream's run failing;
-#    when it wakes up (SIGCONT) its queues catch up, all exactly once.
+#    when it wakes up (SIGCONT) its queues catch up, all exactly once;
+#  - the name server goes away: the workers' periodic route check keeps
+#    the queues they have (WARNING), and messages sent straight to both
+#    brokers are still ingested, once each.
 # The worker polls each broker's connection and sleeps on all of them at
 # once; that one broker's long poll does not delay the other is a matter
 # of timing and is not asserted here (see bench/ and the README).
@@ -18,6 +21,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use FindBin;
 use lib $FindBin::Bin;
 use RmqTest;
@@ -164,6 +168,43 @@ for my $k (qw(one two))
 }
 my $tail = substr(slurp_file($node->logfile), $log_pos);
 unlike($tail, qr/ERROR:[^\n]*22921/, 'no stream run failed because of broker-b: only its queues waited');
+
+# The name server goes away (last: nothing after this needs a route).
+$log_pos = -s $node->logfile;
+my $ns_pid = slurp_file("$benv{a}{RMQ_HOME}/namesrv.pid");
+chomp $ns_pid;
+ok(kill('TERM', $ns_pid), 'the name server is stopped');
+my $gone = 0;
+for (1 .. 300) { if (!kill(0, $ns_pid)) { $gone = 1; last } usleep(100_000) }
+ok($gone, 'the name server has exited');
+for my $k (qw(one two))
+{
+	ok($node->wait_for_log(qr/stream "s_$k" could not refresh the route of topic "\Q$T\E"; it keeps its queues/, $log_pos),
+		"s_$k: the route check warns and keeps its queues");
+}
+my %before = map { $_ => sql("SELECT count(*) FROM m_$_") } qw(one two);
+# Sent straight to the brokers (no route needed): SEND_MESSAGE, sysFlag 0.
+my $sent = 0;
+for my $to ([ 22911, 0 ], [ 22921, 1 ])
+{
+	for my $i (1 .. 3)
+	{
+		my ($o, $e);
+		IPC::Run::run([ 'python3', "$dir/broker/rmq_probe.py", 'send-raw', "127.0.0.1:$to->[0]", $T, $to->[1], '0',
+				"no-namesrv-$to->[0]-$i" ], '>', \$o, '2>', \$e)
+		  or die "rmq_probe send-raw failed: $e";
+		$sent++;
+	}
+}
+for my $k (qw(one two))
+{
+	ok($node->poll_query_until('postgres', "SELECT count(*) = $before{$k} + $sent FROM m_$k"),
+		"s_$k: messages sent while the name server is away are ingested");
+	is(sql("SELECT count(*) || ' ' || count(DISTINCT (broker, queue_id, queue_offset)) || ' ' || "
+		  . "count(*) FILTER (WHERE convert_from(body, 'UTF8') LIKE 'no-namesrv-%') FROM m_$k"),
+		($before{$k} + $sent) . ' ' . ($before{$k} + $sent) . " $sent", "s_$k: each exactly once");
+	is(sql("SELECT state FROM rmq_stream WHERE name = 's_$k'"), 'running', "s_$k: still running");
+}
 
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal|PANIC|TRAP:/, 'no backend crashed');
