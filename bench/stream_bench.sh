@@ -16,7 +16,9 @@
 #   3. write ceiling: server-side COPY (binary) of N pre-generated rows of the
 #      same shape into an identical table, 10000 rows per COPY/transaction
 #   4. user loop: test/java JdbcLoop (lite-pull consumer + JDBC, one
-#      transaction per poll: executeBatch of the rows + offsets upsert)
+#      transaction per poll: executeBatch of the rows + offsets upsert);
+#      and (LOOP_ROWS=1) the same loop written row at a time (executeUpdate
+#      per message), as a loop without batching is
 # and then, with track_commit_timestamp on, the end-to-end latency of a
 # stream at LAT_RATE msg/s for LAT_SECONDS s (test/java LatencyProduce), for
 # each batch_interval in LAT_INTERVALS: per row, the commit timestamp of the
@@ -36,6 +38,7 @@
 #   N1K=N/4 B1K=1024      the second topic (N1K=0 skips it)
 #   LOOP_MAX_S=300        stop the user loop after this many seconds and
 #                         report its rate so far (it may be slow)
+#   LOOP_ROWS=1           also run the user loop written row at a time (0: skip)
 #   STREAM_OPTS='{"batch_interval": 1000, "batch_rows": 10000}'  drain options
 #   LAT_RATE=1000 LAT_SECONDS=60 LAT_INTERVALS="10 50 1000"  (0 s skips)
 #   LAT_SYNC="default on"  the latency streams' synchronous_commit option, each
@@ -61,7 +64,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-2000000} B=${B:-100}
 N1K=${N1K:-$((N / 4))} B1K=${B1K:-1024}
-LOOP_MAX_S=${LOOP_MAX_S:-300}
+LOOP_MAX_S=${LOOP_MAX_S:-300} LOOP_ROWS=${LOOP_ROWS:-1}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-60} LAT_INTERVALS=${LAT_INTERVALS:-"10 50 1000"}
 LAT_SYNC=${LAT_SYNC:-"default on"} LAT_SETTLE=${LAT_SETTLE:-30}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-3600}
@@ -271,24 +274,30 @@ read_ceiling() {  # read_ceiling TAG TOPIC N  -> sets R_RATE R_SECS
 }
 
 # -------------------------------------------------------- 4. user loop
-user_loop() {  # user_loop TAG TOPIC N  -> sets U_RATE U_SECS U_N U_XACTS
-    local tag=$1 line
+user_loop() {  # user_loop TAG TOPIC N [rows] -> sets U_RATE U_SECS U_N U_XACTS (rows: V_*)
+    local tag=$1${4:+_$4} line p=U rows=0
+    [[ ${4:-} == rows ]] && p=V rows=1
     q "CREATE TABLE loop_$tag (queue_id int, queue_offset bigint, body bytea)"
     q "CREATE TABLE loop_offsets_$tag (queue_id int PRIMARY KEY, next_offset bigint NOT NULL)"
     q "CHECKPOINT"
-    log "[$tag] JdbcLoop (at most $LOOP_MAX_S s) ..."
-    line=$("$top/test/java/run.sh" JdbcLoop "$ns" "$2" "bench_loop_$tag" "$3" "$jdbc" \
+    log "[$tag] JdbcLoop${4:+ ($4)} (at most $LOOP_MAX_S s) ..."
+    line=$(JDBCLOOP_ROWS=$rows "$top/test/java/run.sh" JdbcLoop "$ns" "$2" "bench_loop_$tag" "$3" "$jdbc" \
         "loop_$tag" "loop_offsets_$tag" "$LOOP_MAX_S" | tail -1)
     [[ $line == messages=* ]] || die "JdbcLoop: $line"
-    U_N=$(sed 's/messages=\([0-9]*\).*/\1/' <<<"$line")
-    U_SECS=$(sed 's/.*seconds=\([0-9.]*\).*/\1/' <<<"$line")
-    U_RATE=$(sed 's/.*rate=\([0-9]*\).*/\1/' <<<"$line")
-    U_XACTS=$(sed 's/.*transactions=//' <<<"$line")
+    local un us ur ux
+    un=$(sed 's/messages=\([0-9]*\).*/\1/' <<<"$line")
+    us=$(sed 's/.*seconds=\([0-9.]*\).*/\1/' <<<"$line")
+    ur=$(sed 's/.*rate=\([0-9]*\).*/\1/' <<<"$line")
+    ux=$(sed 's/.*transactions=//' <<<"$line")
+    printf -v "${p}_N" '%s' "$un"
+    printf -v "${p}_SECS" '%s' "$us"
+    printf -v "${p}_RATE" '%s' "$ur"
+    printf -v "${p}_XACTS" '%s' "$ux"
     local got
     got=$(q "SELECT count(*) || ' ' || count(DISTINCT (queue_id, queue_offset)) || ' ' ||
                     (SELECT coalesce(sum(next_offset), 0) FROM loop_offsets_$tag) FROM loop_$tag")
-    [[ $got == "$U_N $U_N $U_N" ]] || die "JdbcLoop reported $U_N messages; table rows, distinct, offsets: $got"
-    log "[$tag] user loop: $U_RATE msg/s ($U_N messages in $U_SECS s, $U_XACTS transactions)"
+    [[ $got == "$un $un $un" ]] || die "JdbcLoop reported $un messages; table rows, distinct, offsets: $got"
+    log "[$tag] user loop${4:+ ($4)}: $ur msg/s ($un messages in $us s, $ux transactions)"
     q "DROP TABLE loop_$tag, loop_offsets_$tag"
 }
 
@@ -400,9 +409,12 @@ run_size() {  # run_size TAG TOPIC N B STREAM GROUP SINK -> sets <TAG>_* variabl
     read_ceiling "$tag" "$topic" "$n"
     stream_drain "$tag" "$topic" "$n" "$5" "$6" "$7"
     user_loop "$tag" "$topic" "$n"
+    V_RATE=- V_SECS=- V_N=- V_XACTS=-
+    ((LOOP_ROWS)) && user_loop "$tag" "$topic" "$n" rows
     local v
     for v in W_RATE W_SECS R_RATE R_SECS S_RATE S_SECS S_CPU_US S_BROKER_CPU_US S_HWM_KB S_RESTARTS \
-        S_ANON_FIRST S_ANON_MID S_ANON_LAST S_ANON_MAX S_RSS_MAX S_SAMPLES S_BATCHES S_STATES U_RATE U_SECS U_N U_XACTS; do
+        S_ANON_FIRST S_ANON_MID S_ANON_LAST S_ANON_MAX S_RSS_MAX S_SAMPLES S_BATCHES S_STATES U_RATE U_SECS U_N U_XACTS \
+        V_RATE V_SECS V_N V_XACTS; do
         printf -v "${tag}_$v" '%s' "${!v}"
     done
 }
@@ -571,6 +583,8 @@ f() { val "$2" "$1"; }
 lower() { min2 "$(val "$1" R_RATE)" "$(val "$1" W_RATE)"; }
 r_ceil() { ratio "$(val "$1" S_RATE)" "$(lower "$1")"; }
 r_loop() { ratio "$(val "$1" S_RATE)" "$(val "$1" U_RATE)"; }
+r_loop_rows() { [[ $(val "$1" V_RATE) == - ]] && echo - || ratio "$(val "$1" S_RATE)" "$(val "$1" V_RATE)"; }
+loopdesc_rows() { echo "$(val "$1" V_N) msgs, $(val "$1" V_SECS) s, $(val "$1" V_XACTS) xacts"; }
 steady_ratio() { ratio "$(bf 11 "$1")" "$(lower "$1")"; }
 loopdesc() { echo "$(val "$1" U_N) msgs, $(val "$1" U_SECS) s, $(val "$1" U_XACTS) xacts"; }
 anondesc() {
@@ -620,6 +634,9 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
     row "**stream / min(read, write ceiling)** (target ≥ 0.8)" r_ceil
     row "steady stream rate / min(ceilings)" steady_ratio
     row "**stream / user loop** (target ≥ 10)" r_loop
+    row "user loop written row at a time (JDBCLOOP_ROWS=1: executeUpdate per message), msg/s" f V_RATE
+    row "done in (row at a time)" loopdesc_rows
+    row "stream / row-at-a-time loop" r_loop_rows
     echo
     echo "## The stream worker during the drain"
     echo

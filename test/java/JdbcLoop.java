@@ -10,6 +10,10 @@
  * offset), then commits.  Queues start at their stored offset in
  * <offsetsTable>, else at the first offset.
  *
+ * With JDBCLOOP_ROWS=1 in the environment it writes row at a time instead:
+ * executeUpdate per message and per offsets row (a round trip each), as a
+ * loop written without batching does.
+ *
  * Timing runs from the first poll() to the commit that holds the last
  * needed message, or stops after maxSeconds (default unlimited) and reports
  * what was done by then.  Prints
@@ -64,6 +68,7 @@ public class JdbcLoop {
         for (MessageQueue mq : mqs)
             if (stored.containsKey(mq.getQueueId())) c.seek(mq, stored.get(mq.getQueueId()));
 
+        boolean rows = "1".equals(System.getenv("JDBCLOOP_ROWS"));
         long n = 0, xacts = 0;
         long t0 = System.nanoTime(), idleSince = t0, t1 = t0;
         Map<Integer, Long> next = new HashMap<>();
@@ -84,16 +89,16 @@ public class JdbcLoop {
                 ins.setInt(1, m.getQueueId());
                 ins.setLong(2, m.getQueueOffset());
                 ins.setBytes(3, m.getBody());
-                ins.addBatch();
+                if (rows) ins.executeUpdate(); else ins.addBatch();
                 next.merge(m.getQueueId(), m.getQueueOffset() + 1, Math::max);
             }
-            ins.executeBatch();
+            if (!rows) ins.executeBatch();
             for (Map.Entry<Integer, Long> e : next.entrySet()) {
                 ups.setInt(1, e.getKey());
                 ups.setLong(2, e.getValue());
-                ups.addBatch();
+                if (rows) ups.executeUpdate(); else ups.addBatch();
             }
-            ups.executeBatch();
+            if (!rows) ups.executeBatch();
             db.commit();
             xacts++;
             n += got.size();
