@@ -20,7 +20,18 @@ import org.apache.rocketmq.common.message.MessageExt;
 import org.apache.rocketmq.common.message.MessageQueue;
 
 public class InteropConsume {
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        // An exception would end main but leave the client's non-daemon
+        // threads running, and the JVM with them: a test would wait forever.
+        try {
+            run(args);
+        } catch (Throwable t) {
+            t.printStackTrace();
+            Runtime.getRuntime().halt(1);
+        }
+    }
+
+    static void run(String[] args) throws Exception {
         if (args.length != 5) {
             System.err.println("usage: InteropConsume <namesrv> <topic> <group> <expectedCount> <timeoutSec>");
             Runtime.getRuntime().halt(2);
@@ -41,7 +52,19 @@ public class InteropConsume {
         // (e.g. a group shared with the C side).  seekToBegin() cancels the
         // pull tasks assign() started; their "interrupted" warnings are muted
         // in rmq.quiet.logback.xml.
-        for (MessageQueue mq : mqs) c.seekToBegin(mq);
+        // The client sometimes fails a request on a fresh channel ("send
+        // request ... failed"); try again until the deadline.
+        for (MessageQueue mq : mqs)
+            for (;;) {
+                try {
+                    c.seekToBegin(mq);
+                    break;
+                } catch (Exception e) {
+                    if (System.nanoTime() >= deadline) throw e;
+                    System.err.println("InteropConsume: seekToBegin: " + e.getMessage() + "; again");
+                    Thread.sleep(200);
+                }
+            }
         // Keyed by (queueId, queueOffset): a pull that was in flight during
         // the seek must not be counted twice.
         TreeMap<Long, MessageExt> byPos = new TreeMap<>();

@@ -31,7 +31,18 @@ import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageQueue;
 
 public class InteropProduce {
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        // An exception would end main but leave the client's non-daemon
+        // threads running, and the JVM with them: a test would wait forever.
+        try {
+            run(args);
+        } catch (Throwable t) {
+            t.printStackTrace();
+            Runtime.getRuntime().halt(1);
+        }
+    }
+
+    static void run(String[] args) throws Exception {
         if (args.length != 3) {
             System.err.println("usage: InteropProduce <namesrv> <topic> <outfile>");
             System.exit(2);

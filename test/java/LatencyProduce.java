@@ -18,7 +18,18 @@ import org.apache.rocketmq.client.producer.SendStatus;
 import org.apache.rocketmq.common.message.Message;
 
 public class LatencyProduce {
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        // An exception would end main but leave the client's non-daemon
+        // threads running, and the JVM with them: a test would wait forever.
+        try {
+            run(args);
+        } catch (Throwable t) {
+            t.printStackTrace();
+            Runtime.getRuntime().halt(1);
+        }
+    }
+
+    static void run(String[] args) throws Exception {
         if (args.length != 5) {
             System.err.println("usage: LatencyProduce <namesrv> <topic> <msgsPerSecond> <seconds> <bodyBytes>");
             System.exit(2);

@@ -24,13 +24,19 @@ rocketmq_stream.namesrv_addr = '$ENV{RMQ_NAMESRV}'
 	return $node;
 }
 
-# Run one of test/java's programs; returns its stdout, dies on failure.
+# Run one of test/java's programs; returns its stdout, dies on failure, and
+# on a program still running after 10 minutes (it is killed): a wedged JVM
+# must fail the test, not hang the suite.
 sub java
 {
 	my (@args) = @_;
 	my $here = $ENV{RMQ_TEST_DIR} or die "RMQ_TEST_DIR is not set";
 	my ($stdout, $stderr);
-	my $ok = IPC::Run::run([ "$here/java/run.sh", @args ], '>', \$stdout, '2>', \$stderr);
+	my $ok = eval {
+		IPC::Run::run([ "$here/java/run.sh", @args ], '>', \$stdout, '2>', \$stderr, IPC::Run::timeout(600));
+	};
+	die "java @args: " . ($@ =~ /timeout/i ? 'still running after 600 s, killed' : $@) . "\n" . ($stderr // '')
+	  unless defined $ok;
 	die "java @args failed:\n$stderr" unless $ok;
 	return $stdout;
 }
