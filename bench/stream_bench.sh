@@ -582,11 +582,16 @@ row() {  # row LABEL FIELD...
 f() { val "$2" "$1"; }
 lower() { min2 "$(val "$1" R_RATE)" "$(val "$1" W_RATE)"; }
 r_ceil() { ratio "$(val "$1" S_RATE)" "$(lower "$1")"; }
-r_loop() { ratio "$(val "$1" S_RATE)" "$(val "$1" U_RATE)"; }
-r_loop_rows() { [[ $(val "$1" V_RATE) == - ]] && echo - || ratio "$(val "$1" S_RATE)" "$(val "$1" V_RATE)"; }
-loopdesc_rows() { echo "$(val "$1" V_N) msgs, $(val "$1" V_SECS) s, $(val "$1" V_XACTS) xacts"; }
+# The user loops: U_* batched, V_* row at a time (P = U or V, default U).
+r_loop() { ratio "$(val "$1" S_RATE)" "$(val "$1" "${2:-U}_RATE")"; }
+r_loop_rows() { r_loop "$1" V; }
+loopdesc_rows() { loopdesc "$1" V; }
+table_head() {
+    printf '| | %s |\n' "$(IFS='|'; echo "${labels[*]}" | sed 's/|/ | /g')"
+    printf '|---|%s\n' "$(for t in "${tags[@]}"; do printf -- '---|'; done)"
+}
 steady_ratio() { ratio "$(bf 11 "$1")" "$(lower "$1")"; }
-loopdesc() { echo "$(val "$1" U_N) msgs, $(val "$1" U_SECS) s, $(val "$1" U_XACTS) xacts"; }
+loopdesc() { local p=${2:-U}; echo "$(val "$1" "${p}_N") msgs, $(val "$1" "${p}_SECS") s, $(val "$1" "${p}_XACTS") xacts"; }
 anondesc() {
     awk -v a="$(val "$1" S_ANON_FIRST)" -v b="$(val "$1" S_ANON_MID)" -v c="$(val "$1" S_ANON_LAST)" \
         -v m="$(val "$1" S_ANON_MAX)" 'BEGIN {printf "%.1f / %.1f / %.1f (max %.1f)", a / 1024, b / 1024, c / 1024, m / 1024}'
@@ -620,8 +625,7 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
     echo
     echo "## Throughput"
     echo
-    printf '| | %s |\n' "$(IFS='|'; echo "${labels[*]}" | sed 's/|/ | /g')"
-    printf '|---|%s\n' "$(for t in "${tags[@]}"; do printf -- '---|'; done)"
+    table_head
     row "**stream** drain, msg/s (rmq_create_stream until offsets sum to N)" f S_RATE
     row "drain time, s" f S_SECS
     row "steady rate, msg/s (first batch start → last batch commit)" bf 11
@@ -640,8 +644,7 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
     echo
     echo "## The stream worker during the drain"
     echo
-    printf '| | %s |\n' "$(IFS='|'; echo "${labels[*]}" | sed 's/|/ | /g')"
-    printf '|---|%s\n' "$(for t in "${tags[@]}"; do printf -- '---|'; done)"
+    table_head
     row "worker CPU, µs/msg (utime+stime of the worker process)" f S_CPU_US
     row "broker CPU during the drain, µs/msg (for context)" f S_BROKER_CPU_US
     row "worker peak RSS (VmHWM), MB" mb S_HWM_KB

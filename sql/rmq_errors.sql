@@ -25,6 +25,7 @@ SELECT * FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0
 SELECT * FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 1)], '{"pull_batchsize": 4}');
 SELECT * FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 1)], '{"pull_batch_size": 0}');
 SELECT * FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 1)], '{"check_crc": "maybe"}');
+SELECT * FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 1)], '{"on_error": "dead_letter"}');
 SELECT * FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 1)], '[1]');
 
 -- Unreachable or malformed name server addresses: an error naming the address.

@@ -817,6 +817,13 @@ caught_up(Stream *s)
 
 static void record_error(Stream *s, const char *msg, bool fail);
 
+/* 1 s, doubling per consecutive failure, at most MAX_BACKOFF_MS. */
+static long
+backoff_ms(int failures)
+{
+	return Min(1000L << Min(failures, 5), MAX_BACKOFF_MS);
+}
+
 /*
  * Called in PG_CATCH when talking to the broker at addr failed.  If it could
  * not be reached (refused, reset, timed out), its queues sit out with a
@@ -843,7 +850,7 @@ broker_down(Stream *s, RmqConn **conns, const char *addr, MemoryContext cxt)
 	for (int j = 0; j < s->ncursors; j++)
 		if (strcmp(s->cursors[j].addr, addr) == 0)
 			failures = Max(failures, s->down_failures[j] + 1);
-	wait_ms = Min(1000L << Min(failures - 1, 5), MAX_BACKOFF_MS);
+	wait_ms = backoff_ms(failures - 1);
 	for (int j = 0; j < s->ncursors; j++)
 	{
 		RmqCursor  *c = &s->cursors[j];
@@ -931,9 +938,7 @@ recv_guarded(Stream *s, RmqConn **conns, RmqConn *conn, TimestampTz soft, Timest
 static bool
 cursor_up(Stream *s, int i)
 {
-	if (s->down_until[i] != 0 && GetCurrentTimestamp() < s->down_until[i])
-		return false;
-	return true;
+	return s->down_until[i] == 0 || GetCurrentTimestamp() >= s->down_until[i];
 }
 
 /*
@@ -956,8 +961,6 @@ receive_answers(Stream *s, RmqPullCtx *ctx, RmqConn **conns, TimestampTz close_a
 	int			nbusy = 0;
 	bool		got = false;
 	int			rc;
-	MemoryContext cxt = CurrentMemoryContext;
-	TimestampTz retry = 0;
 
 	if (s->rows > 0 && linger_end > now)
 		soft = Min(soft, linger_end);
@@ -1031,12 +1034,9 @@ receive_answers(Stream *s, RmqPullCtx *ctx, RmqConn **conns, TimestampTz close_a
 		TimestampTz until = soft;
 
 		for (int i = 0; i < s->ncursors; i++)
-			if (s->down_until[i] != 0 && (retry == 0 || s->down_until[i] < retry))
-				retry = s->down_until[i];
-		if (retry != 0 && retry < until)
-			until = retry;
+			if (s->down_until[i] != 0 && s->down_until[i] < until)
+				until = s->down_until[i];
 		idle_wait(Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until), 1));
-		MemoryContextSwitchTo(cxt);
 	}
 	pfree(busy);
 }
@@ -1309,7 +1309,7 @@ rmq_worker_main(Datum arg)
 		FreeErrorData(ed);
 		if (fail)
 			break;
-		idle_wait(Min(1000L << Min(failures, 5), MAX_BACKOFF_MS));
+		idle_wait(backoff_ms(failures));
 		failures++;
 	}
 	proc_exit(0);

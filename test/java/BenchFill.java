@@ -24,14 +24,7 @@ public class BenchFill {
     static final int BATCH = 256, THREADS = 4;
 
     public static void main(String[] args) {
-        // An exception would end main but leave the client's non-daemon
-        // threads running, and the JVM with them: a test would wait forever.
-        try {
-            run(args);
-        } catch (Throwable t) {
-            t.printStackTrace();
-            Runtime.getRuntime().halt(1);
-        }
+        FailFast.main(args, BenchFill::run);
     }
 
     static void run(String[] args) throws Exception {

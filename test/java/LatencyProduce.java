@@ -19,14 +19,7 @@ import org.apache.rocketmq.common.message.Message;
 
 public class LatencyProduce {
     public static void main(String[] args) {
-        // An exception would end main but leave the client's non-daemon
-        // threads running, and the JVM with them: a test would wait forever.
-        try {
-            run(args);
-        } catch (Throwable t) {
-            t.printStackTrace();
-            Runtime.getRuntime().halt(1);
-        }
+        FailFast.main(args, LatencyProduce::run);
     }
 
     static void run(String[] args) throws Exception {
