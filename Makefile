@@ -1,8 +1,11 @@
 # rocketmq_stream — PGXS build.
 EXTENSION = rocketmq_stream
 MODULE_big = rocketmq_stream
-EXTVERSION = 0.1.0
-DATA = rocketmq_stream--$(EXTVERSION).sql
+EXTVERSION = 0.2.0
+# Every released version's script and the upgrades between them, so that
+# CREATE EXTENSION ... VERSION and ALTER EXTENSION ... UPDATE both work.
+DATA = rocketmq_stream--0.1.0.sql rocketmq_stream--0.1.0--0.2.0.sql \
+	rocketmq_stream--$(EXTVERSION).sql
 PGFILEDESC = "rocketmq_stream - exactly-once RocketMQ consumer and producer"
 
 CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c
@@ -35,9 +38,10 @@ TEST_BIN = test/build
 $(TEST_BIN):
 	mkdir -p $@
 
-$(TEST_BIN)/test_codec: test/unit/test_codec.c $(CODEC_SRCS) src/rmq_codec.h | $(TEST_BIN)
-	$(CC) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer $(FE_CFLAGS) \
-		-o $@ test/unit/test_codec.c $(CODEC_SRCS) $(FE_LIBS)
+UNIT_SRCS = $(sort $(wildcard test/unit/test_*.c))
+$(TEST_BIN)/test_codec: $(UNIT_SRCS) test/unit/unit.h $(CODEC_SRCS) src/rmq_codec.h | $(TEST_BIN)
+	$(CC) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer $(FE_CFLAGS) -I$(srcdir)/test/unit \
+		-o $@ $(UNIT_SRCS) $(CODEC_SRCS) $(FE_LIBS)
 
 FUZZERS = fuzz_frame fuzz_json fuzz_message fuzz_route
 FUZZ_BINS = $(addprefix $(TEST_BIN)/,$(FUZZERS))

@@ -55,6 +55,16 @@ SELECT rmq_send('rt_one', (SELECT decode(string_agg(md5(random()::text), ''), 'h
 SELECT rmq_send_batch('rt_one', ARRAY['a', 'b']::bytea[], NULL, ARRAY['k']);
 SELECT rmq_send_batch('rt_one', ARRAY[]::bytea[]);
 SELECT rmq_send('rt_no_such_topic', 'x');
+-- Every name the Java client's putUserProperty refuses, not only tags and keys.
+SELECT rmq_send('rt_one', 'x', NULL, NULL, '{"TTL": "60"}');
+SELECT rmq_send('rt_one', 'x', NULL, NULL, '{"MSG_TYPE": "reply"}');
+SELECT rmq_send_batch('rt_one', ARRAY['a']::bytea[], NULL, NULL, '{"TIMER_DELAY_LEVEL": "1"}');
+SELECT rmq_send('rt_one', 'x', NULL, NULL, '{" ": "v"}');
+SELECT rmq_send('rt_one', 'x', NULL, NULL, '{"k": "  "}');
+-- Topic attributes: a JSON object of plain strings the broker can split.
+SELECT rmq_create_topic('rt_attr', 1, attributes => '["queue.type"]');
+SELECT rmq_create_topic('rt_attr', 1, attributes => '{"queue.type": 1}');
+SELECT rmq_create_topic('rt_attr', 1, attributes => '{"queue.type": "a,b"}');
 
 -- Waiting for messages that are not there can be cancelled: statement_timeout
 -- stops a pull the broker is holding for ten minutes.

@@ -49,10 +49,18 @@ rmq_queues(PG_FUNCTION_ARGS)
 		{
 			Datum		v[4];
 			bool		nulls[4] = {false};
+			int64		min;
 
 			v[0] = CStringGetTextDatum(qs[i].broker_name);
 			v[1] = Int32GetDatum(q);
-			v[2] = Int64GetDatum(rmq_queue_offset(&o, addr, RMQ_GET_MIN_OFFSET, topic, qs[i].broker_name, q));
+			min = rmq_queue_offset(&o, addr, RMQ_GET_MIN_OFFSET, topic, qs[i].broker_name, q);
+
+			/*
+			 * A BatchCQ queue that never held a message says -1; offsets
+			 * start at 0 there as everywhere, and [0, max) must stay a
+			 * valid range for the read-everything pattern.
+			 */
+			v[2] = Int64GetDatum(Max(min, 0));
 			v[3] = Int64GetDatum(rmq_queue_offset(&o, addr, RMQ_GET_MAX_OFFSET, topic, qs[i].broker_name, q));
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 		}
@@ -101,6 +109,53 @@ rmq_offset_for_time(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Topic attributes as the broker takes them ("+queue.type=BatchCQ,+k=v"),
+ * from a jsonb object of strings; NULL for none.
+ */
+static char *
+topic_attributes(Jsonb *j)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	StringInfoData out;
+	char	   *key = NULL;
+
+	if (j == NULL)
+		return NULL;
+	if (!JB_ROOT_IS_OBJECT(j))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("topic attributes must be a JSON object"),
+				 errhint("For example {\"queue.type\": \"BatchCQ\"} or {\"message.type\": \"FIFO\"}.")));
+	initStringInfo(&out);
+	it = JsonbIteratorInit(&j->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			char	   *val;
+
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("topic attribute \"%s\" must be a string", key)));
+			val = pnstrdup(v.val.string.val, v.val.string.len);
+			/* The broker splits on these; it has no way to quote them. */
+			if (key[0] == '\0' || val[0] == '\0' || strpbrk(key, ",=+-") || strpbrk(val, ",="))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid topic attribute \"%s\": \"%s\"", key, val),
+						 errdetail("Names and values must be non-empty; names cannot hold ',', '=', '+' or '-', values neither ',' nor '='.")));
+			appendStringInfo(&out, "%s+%s=%s", out.len ? "," : "", key, val);
+		}
+	}
+	return out.len ? out.data : NULL;
+}
+
+/*
  * Create (or update) a topic on every broker of the cluster, or on one.
  * Meant for set-up and tests; production topics usually come from ops.
  */
@@ -117,6 +172,7 @@ rmq_create_topic(PG_FUNCTION_ARGS)
 	RmqRoute	cluster;
 	char	   *err = NULL;
 	int			created = 0;
+	char	   *attrs;
 
 	if (queues < 1 || queues > 1024)
 		ereport(ERROR,
@@ -133,6 +189,7 @@ rmq_create_topic(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("RocketMQ topic names are at most 127 characters")));
 	rmq_options_init(&o, PG_NARGS() > 3 && !PG_ARGISNULL(3) ? PG_GETARG_JSONB_P(3) : NULL);
+	attrs = topic_attributes(PG_NARGS() > 4 && !PG_ARGISNULL(4) ? PG_GETARG_JSONB_P(4) : NULL);
 
 	rmq_cmd_init(&req, RMQ_GET_BROKER_CLUSTER_INFO);
 	rmq_namesrv_rpc(o.namesrv_addr, &req, o.request_timeout_ms, &resp);
@@ -158,6 +215,8 @@ rmq_create_topic(PG_FUNCTION_ARGS)
 		rmq_cmd_add(&req, "topicFilterType", "SINGLE_TAG");
 		rmq_cmd_add(&req, "topicSysFlag", "0");
 		rmq_cmd_add(&req, "order", "false");
+		if (attrs)
+			rmq_cmd_add(&req, "attributes", attrs);
 		rmq_rpc(b->master_addr, &req, o.request_timeout_ms, &resp);
 		if (resp.code != RMQ_SUCCESS)
 			rmq_broker_error(b->master_addr, "a create-topic request", &resp);

@@ -29,6 +29,14 @@
  * broker could pack many RMQ_MAX_BODY_LEN bombs into one answer.
  */
 #define RMQ_MAX_ANSWER_BODIES ((size_t) 256 * 1024 * 1024)
+/*
+ * Bound on the messages one pull answer decodes to.  The broker stops an
+ * answer at pull_batch_size (at most 1024 here) messages, except that the
+ * first batch record of a BatchCQ queue always goes out whole, and a batch
+ * record holds at most 32767 messages (INNER_NUM is a Java short).
+ */
+#define RMQ_MAX_ANSWER_MESSAGES 65536
+#define RMQ_MAX_INNER_MESSAGES 32767
 #define RMQ_JSON_MAX_DEPTH 64
 
 /* ---------- JSON (tolerant of fastjson's non-standard output) ---------- */
@@ -116,10 +124,20 @@ typedef struct RmqMessage
 	char	   *topic;
 	const char *body;			/* decompressed when the record was compressed */
 	uint32		body_len;
-	char		msg_id[64];		/* offsetMsgId: store host + commit-log offset */
+	/*
+	 * offsetMsgId: store host + commit-log offset.  Empty for the messages
+	 * of an inner batch, which share one stored record (Java leaves their
+	 * offsetMsgId null).
+	 */
+	char		msg_id[64];
 	int			nprops;
-	char	  **prop_keys;
+	char	  **prop_keys;		/* valid UTF-8 without NUL: see rmq_props_parse */
 	char	  **prop_values;
+	const char *props_raw;		/* the property string as stored */
+	uint32		props_len;
+	bool		props_lossy;	/* some text of it could not be kept exactly */
+	/* Queue offsets it stands for: 1, or a damaged inner batch's INNER_NUM. */
+	int32		span;
 	/*
 	 * Under RMQ_DECODE_KEEP_DAMAGED: why this record could not be decoded
 	 * (NULL if it could).  body is then the whole raw record; the header
@@ -131,6 +149,7 @@ typedef struct RmqMessage
 #define RMQ_SYSFLAG_COMPRESSED 0x1
 #define RMQ_SYSFLAG_BORNHOST_V6 0x10
 #define RMQ_SYSFLAG_STOREHOST_V6 0x20
+#define RMQ_SYSFLAG_NEED_UNWRAP 0x40
 #define RMQ_SYSFLAG_INNER_BATCH 0x80
 #define RMQ_SYSFLAG_COMPRESSION_MASK 0x700
 #define RMQ_COMPRESSION_LZ4 0x100
@@ -150,14 +169,24 @@ typedef struct RmqMessage
 
 /*
  * Decode the back-to-back stored-message records of a pull body.  Messages
- * are appended to *msgs (grown with repalloc), *nmsgs updated.
+ * are appended to *msgs (grown with repalloc), *nmsgs updated.  A record of
+ * a BatchCQ queue flagged INNER_BATCH and NEED_UNWRAP is unpacked into its
+ * messages, one per queue offset, as the Java consumer does.
  */
 extern bool rmq_decode_messages(const char *buf, size_t len, int flags,
 								RmqMessage **msgs, int *nmsgs, char **err);
 extern const char *rmq_msg_prop(const RmqMessage *m, const char *key);
 
-/* properties: key 0x01 value 0x02 ... */
-extern void rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values);
+/*
+ * properties: key 0x01 value 0x02 ...  Decoded as Java decodes them (UTF-8,
+ * each malformed sequence read as U+FFFD), and a NUL character, which
+ * PostgreSQL text cannot hold, also becomes U+FFFD; *lossy (may be NULL)
+ * tells whether either happened.
+ */
+extern void rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values,
+							bool *lossy);
+/* s[0..len) as valid UTF-8 without NUL (see above), NUL-terminated. */
+extern char *rmq_utf8_sanitize(const char *s, size_t len, bool *lossy);
 extern void rmq_props_append(StringInfo out, const char *key, const char *value);
 
 extern bool rmq_decompress(int32 sysflag, const char *in, size_t inlen,

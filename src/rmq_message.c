@@ -154,12 +154,127 @@ propref_sort(PropRef *a, int n)
 	pfree(tmp);
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at p (1 to 4 bytes), or 0 with
+ * *bad set to the length of its maximal malformed subpart, which Java's
+ * decoder (like the Unicode standard's recommended practice) reads as one
+ * U+FFFD.  NUL counts as malformed: PostgreSQL text cannot hold it.
+ */
+static int
+utf8_seq(const unsigned char *p, size_t left, int *bad)
+{
+	unsigned char c = p[0];
+	unsigned char lo = 0x80,
+				hi = 0xBF;
+	int			n;
+
+	if (c < 0x80)
+	{
+		*bad = 1;
+		return c != 0 ? 1 : 0;
+	}
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF)
+	{
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0;			/* no overlong forms */
+		else if (c == 0xED)
+			hi = 0x9F;			/* no surrogates */
+	}
+	else if (c >= 0xF0 && c <= 0xF4)
+	{
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;			/* nothing past U+10FFFF */
+	}
+	else
+	{
+		*bad = 1;
+		return 0;
+	}
+	for (int i = 1; i < n; i++)
+	{
+		if ((size_t) i >= left || p[i] < lo || p[i] > hi)
+		{
+			*bad = i;
+			return 0;
+		}
+		lo = 0x80;
+		hi = 0xBF;
+	}
+	return n;
+}
+
+/* Bytes of s that are well-formed UTF-8 without NUL, from the start. */
+static size_t
+utf8_valid_prefix(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t		i = 0;
+	int			bad;
+
+	while (i < len)
+	{
+		/* ASCII runs are the common case */
+		if (p[i] > 0 && p[i] < 0x80)
+		{
+			i++;
+			continue;
+		}
+		{
+			int			n = utf8_seq(p + i, len - i, &bad);
+
+			if (n == 0)
+				break;
+			i += n;
+		}
+	}
+	return i;
+}
+
+char *
+rmq_utf8_sanitize(const char *s, size_t len, bool *lossy)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t		i = utf8_valid_prefix(s, len);
+	StringInfoData out;
+
+	if (i == len)
+		return pnstrdup(s, len);
+	if (lossy)
+		*lossy = true;
+	initStringInfo(&out);
+	appendBinaryStringInfo(&out, s, i);
+	while (i < len)
+	{
+		int			bad;
+		int			n = utf8_seq(p + i, len - i, &bad);
+
+		if (n > 0)
+			appendBinaryStringInfo(&out, s + i, n);
+		else
+			appendBinaryStringInfo(&out, "\xEF\xBF\xBD", 3);
+		i += n > 0 ? n : bad;
+	}
+	return out.data;
+}
+
 void
-rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values)
+rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values, bool *lossy)
 {
 	int			cap = 8;
 	size_t		i = 0;
 
+	/* Java turns the bytes into a String first; the separators are ASCII. */
+	if (utf8_valid_prefix(s, len) != len)
+	{
+		s = rmq_utf8_sanitize(s, len, lossy);
+		len = strlen(s);
+	}
 	*n = 0;
 	*keys = palloc(sizeof(char *) * cap);
 	*values = palloc(sizeof(char *) * cap);
@@ -170,13 +285,8 @@ rmq_props_parse(const char *s, size_t len, int *n, char ***keys, char ***values)
 		size_t		seglen = sep ? (size_t) (sep - seg) : len - i;
 		const char *kv = memchr(seg, 1, seglen);
 
-		/*
-		 * Java's rules: key and value both non-empty, else skip the pair.
-		 * A pair holding a NUL byte (Java writes U+0000 so) is skipped too:
-		 * as a C string it would be cut short, or even become empty.
-		 */
-		if (kv && kv > seg && (size_t) (kv - seg) < seglen - 1 &&
-			memchr(seg, '\0', seglen) == NULL)
+		/* Java's rules: key and value both non-empty, else skip the pair. */
+		if (kv && kv > seg && (size_t) (kv - seg) < seglen - 1)
 		{
 			if (*n == cap)
 			{
@@ -474,6 +584,7 @@ decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, ch
 	size_t		idlen = 0;
 
 	memset(m, 0, sizeof(*m));
+	m->span = 1;
 	*fatal = false;
 	magic = rd32(&r);
 	if (r.ok && magic != MAGIC_V1 && magic != MAGIC_V2)
@@ -523,8 +634,10 @@ decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, ch
 	proplen = (int16) rd16(&r);
 	if (!r.ok || proplen < 0 || (size_t) proplen > r.end - r.pos)
 		goto trunc;
-	rmq_props_parse((const char *) p + r.pos, proplen, &m->nprops,
-					&m->prop_keys, &m->prop_values);
+	m->props_raw = (const char *) p + r.pos;
+	m->props_len = (uint32) proplen;
+	rmq_props_parse(m->props_raw, proplen, &m->nprops, &m->prop_keys, &m->prop_values,
+					&m->props_lossy);
 
 	if (check_crc && rmq_crc32(m->body, m->body_len) != (crc & 0x7FFFFFFF))
 	{
@@ -548,6 +661,114 @@ trunc:
 	return false;
 }
 
+static bool
+is_inner_batch(const RmqMessage *m)
+{
+	return (m->sysflag & (RMQ_SYSFLAG_INNER_BATCH | RMQ_SYSFLAG_NEED_UNWRAP)) ==
+		(RMQ_SYSFLAG_INNER_BATCH | RMQ_SYSFLAG_NEED_UNWRAP);
+}
+
+/* INNER_NUM of an inner batch record, or 0 if it has no usable one. */
+static int
+inner_num(const RmqMessage *m)
+{
+	int64		v;
+
+	if (!rmq_parse_int64(rmq_msg_prop(m, "INNER_NUM"), &v) || v < 1 || v > RMQ_MAX_INNER_MESSAGES)
+		return 0;
+	return (int) v;
+}
+
+/*
+ * The messages of an inner batch record into out[0..num), as the Java
+ * consumer builds them (MessageDecoder.decodeMessage(MessageExt, List)):
+ * the record's queue, hosts, times and flags; each message's own flag, body
+ * and properties; queue offsets base, base + 1, ...; no offsetMsgId and no
+ * reconsume count.  The body must hold exactly num messages, each exactly
+ * as long as its size field says: the broker counts them by that field
+ * while Java reads them field by field, and the two must agree.
+ */
+static bool
+unwrap_inner(const RmqMessage *outer, int num, RmqMessage *out, char **err)
+{
+	const unsigned char *p = (const unsigned char *) outer->body;
+	size_t		len = outer->body_len;
+	size_t		pos = 0;
+	int			i = 0;
+
+	while (pos < len)
+	{
+		Reader		r = {p + pos, 0, len - pos, true};
+		uint32		total = rd32(&r);
+		uint32		bodylen;
+		int16		proplen;
+		RmqMessage *m;
+
+		if (!r.ok || total < 22 || total > len - pos)
+		{
+			*err = psprintf("inner message %d of the batch at queue offset " INT64_FORMAT " has size %u with %zu bytes left",
+							i, outer->queue_offset, r.ok ? total : 0, len - pos);
+			return false;
+		}
+		if (i == num)
+		{
+			*err = psprintf("batch at queue offset " INT64_FORMAT " holds more messages than its INNER_NUM %d",
+							outer->queue_offset, num);
+			return false;
+		}
+		r.end = total;
+		m = &out[i];
+		*m = *outer;
+		(void) rd32(&r);		/* magic code: 0 from Java, not checked */
+		(void) rd32(&r);		/* body CRC: 0, the broker never fills it */
+		m->flag = (int32) rd32(&r);
+		bodylen = rd32(&r);
+		if (!r.ok || bodylen > total - 22)
+			goto bad_lengths;
+		m->body = (const char *) p + pos + r.pos;
+		m->body_len = bodylen;
+		r.pos += bodylen;
+		proplen = (int16) rd16(&r);
+		if (!r.ok || proplen < 0 || 22 + bodylen + (uint32) proplen != total)
+			goto bad_lengths;
+		m->props_raw = (const char *) p + pos + r.pos;
+		m->props_len = (uint32) proplen;
+		m->props_lossy = false;
+		rmq_props_parse(m->props_raw, proplen, &m->nprops, &m->prop_keys, &m->prop_values,
+						&m->props_lossy);
+		m->queue_offset = outer->queue_offset + i;
+		m->msg_id[0] = '\0';
+		m->reconsume_times = 0;
+		m->prepared_tx_offset = 0;
+		m->span = 1;
+		pos += total;
+		i++;
+		continue;
+bad_lengths:
+		*err = psprintf("inner message %d of the batch at queue offset " INT64_FORMAT " has lengths that do not add up to its size %u",
+						i, outer->queue_offset, total);
+		return false;
+	}
+	if (i != num)
+	{
+		*err = psprintf("batch at queue offset " INT64_FORMAT " holds %d messages, but its INNER_NUM is %d",
+						outer->queue_offset, i, num);
+		return false;
+	}
+	return true;
+}
+
+/* Room for `more` messages after the first *nmsgs. */
+static void
+reserve(RmqMessage **msgs, int nmsgs, int *cap, int more)
+{
+	if (nmsgs + more <= *cap)
+		return;
+	*cap = Max(*cap < 16 ? 32 : *cap * 2, nmsgs + more);
+	*msgs = (*msgs == NULL) ? palloc(sizeof(RmqMessage) * *cap)
+		: repalloc(*msgs, sizeof(RmqMessage) * *cap);
+}
+
 bool
 rmq_decode_messages(const char *buf, size_t len, int flags,
 					RmqMessage **msgs, int *nmsgs, char **err)
@@ -560,8 +781,9 @@ rmq_decode_messages(const char *buf, size_t len, int flags,
 	while (pos < len)
 	{
 		uint32		total;
-		RmqMessage *m;
+		RmqMessage	m;
 		bool		fatal;
+		int			num = 0;
 
 		if (len - pos < 4)
 		{
@@ -577,30 +799,65 @@ rmq_decode_messages(const char *buf, size_t len, int flags,
 							total, len - pos);
 			return false;
 		}
-		if (*nmsgs == cap)
-		{
-			cap = cap < 16 ? 32 : cap * 2;
-			*msgs = (*msgs == NULL) ? palloc(sizeof(RmqMessage) * cap)
-				: repalloc(*msgs, sizeof(RmqMessage) * cap);
-		}
-		m = &(*msgs)[*nmsgs];
-		if (!decode_one(p + pos, total, (flags & RMQ_DECODE_CHECK_CRC) != 0, m, err, &fatal))
+		if (!decode_one(p + pos, total, (flags & RMQ_DECODE_CHECK_CRC) != 0, &m, err, &fatal))
 		{
 			if (fatal || !(flags & RMQ_DECODE_KEEP_DAMAGED))
 				return false;
-			m->damage = *err;
-			*err = NULL;
-			m->body = (const char *) p + pos;
-			m->body_len = total;
+			goto damaged;
 		}
-		bodies += m->body_len;
+		if (is_inner_batch(&m))
+		{
+			num = inner_num(&m);
+			if (num == 0)
+			{
+				*err = psprintf("batch at queue offset " INT64_FORMAT " has no valid INNER_NUM",
+								m.queue_offset);
+				goto damaged_or_fail;
+			}
+			if (*nmsgs + num > RMQ_MAX_ANSWER_MESSAGES)
+				goto too_many;
+			reserve(msgs, *nmsgs, &cap, num);
+			if (!unwrap_inner(&m, num, &(*msgs)[*nmsgs], err))
+				goto damaged_or_fail;
+			*nmsgs += num;
+		}
+		else
+		{
+			if (*nmsgs + 1 > RMQ_MAX_ANSWER_MESSAGES)
+				goto too_many;
+			reserve(msgs, *nmsgs, &cap, 1);
+			(*msgs)[(*nmsgs)++] = m;
+		}
+		goto next;
+
+damaged_or_fail:
+		if (!(flags & RMQ_DECODE_KEEP_DAMAGED))
+			return false;
+damaged:
+		/* An inner batch that does not unpack stands for all its offsets. */
+		if (is_inner_batch(&m))
+			num = inner_num(&m);
+		if (*nmsgs + 1 > RMQ_MAX_ANSWER_MESSAGES)
+			goto too_many;
+		m.damage = *err;
+		*err = NULL;
+		m.body = (const char *) p + pos;
+		m.body_len = total;
+		m.span = Max(num, 1);
+		reserve(msgs, *nmsgs, &cap, 1);
+		(*msgs)[(*nmsgs)++] = m;
+next:
+		bodies += m.body_len;
 		if (bodies > RMQ_MAX_ANSWER_BODIES)
 		{
 			*err = psprintf("decompressed bodies of one pull answer exceed %zu bytes", RMQ_MAX_ANSWER_BODIES);
 			return false;
 		}
-		(*nmsgs)++;
 		pos += total;
 	}
 	return true;
+
+too_many:
+	*err = psprintf("one pull answer holds more than %d messages", RMQ_MAX_ANSWER_MESSAGES);
+	return false;
 }

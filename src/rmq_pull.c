@@ -134,9 +134,10 @@ handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 				int			nmsgs = 0;
 				char	   *err = NULL;
 
+				/* Damaged records are kept so that an error can name them. */
 				if (!rmq_decode_messages(pr.body, pr.body_len,
 										 (ctx->opts->check_crc ? RMQ_DECODE_CHECK_CRC : 0) |
-										 (ctx->on_damaged ? RMQ_DECODE_KEEP_DAMAGED : 0),
+										 RMQ_DECODE_KEEP_DAMAGED,
 										 &msgs, &nmsgs, &err))
 					ereport(ERROR,
 							(errcode(ERRCODE_DATA_CORRUPTED),
@@ -152,28 +153,40 @@ handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 				{
 					const RmqMessage *m = &msgs[i];
 
+					/*
+					 * Offsets must rise through the answer and stay below its
+					 * nextBeginOffset: a broker that says otherwise would make
+					 * us store a message and then read it again.
+					 */
+					if (m->queue_offset >= pr.next_begin ||
+						(i > 0 && m->queue_offset < msgs[i - 1].queue_offset + msgs[i - 1].span))
+						ereport(ERROR,
+								(errcode(ERRCODE_PROTOCOL_VIOLATION),
+								 errmsg("broker \"%s\" answered a pull of queue %d at offset " INT64_FORMAT " with a message at offset " INT64_FORMAT " out of order",
+										c->broker, c->queue_id, c->next, m->queue_offset),
+								 errdetail("Its next begin offset is " INT64_FORMAT ".", pr.next_begin)));
+					/* A batch record may begin before the offset asked for. */
+					if (m->queue_offset + m->span <= c->next || m->queue_offset >= c->until)
+						continue;
 					if (m->damage)
 					{
-						/* Its offset is all we trust of it: it must fit the answer. */
-						if (m->queue_offset < c->next || m->queue_offset >= pr.next_begin ||
-							(i > 0 && m->queue_offset <= msgs[i - 1].queue_offset))
+						if (ctx->on_damaged == NULL)
 							ereport(ERROR,
 									(errcode(ERRCODE_DATA_CORRUPTED),
-									 errmsg("could not decode messages of queue %d of broker \"%s\" at offset " INT64_FORMAT,
-											c->queue_id, c->broker, c->next),
-									 errdetail("%s; its queue offset " INT64_FORMAT " is outside the answer.",
-											   m->damage, m->queue_offset)));
-						if (m->queue_offset >= c->until)
-							continue;
+									 m->span > 1
+									 ? errmsg("could not decode the batch at offsets [" INT64_FORMAT ", " INT64_FORMAT ") of queue %d of broker \"%s\" for topic \"%s\"",
+											  m->queue_offset, m->queue_offset + m->span, c->queue_id, c->broker, c->topic)
+									 : errmsg("could not decode the message at offset " INT64_FORMAT " of queue %d of broker \"%s\" for topic \"%s\"",
+											  m->queue_offset, c->queue_id, c->broker, c->topic),
+									 errdetail("%s", m->damage),
+									 errhint("With the option on_error set to skip, it is passed over with a warning.")));
 						if (ctx->on_damaged(ctx, c, m))
 						{
-							c->next = m->queue_offset;
+							c->next = Max(m->queue_offset, c->next);
 							c->done = true;
 						}
 						continue;
 					}
-					if (m->queue_offset < c->next || m->queue_offset >= c->until)
-						continue;
 					if (!rmq_tag_filter_match(&ctx->filter, rmq_msg_prop(m, "TAGS")))
 						continue;
 					c->rows++;

@@ -61,7 +61,7 @@ typedef struct RmqPullCtx
 	/*
 	 * A message that does not decode (m->damage says why).  Return true to
 	 * stop the cursor right before it (c->next = its offset, the cursor is
-	 * done), false to go past it.  NULL: the answer fails with an error.
+	 * done), false to go past it.  NULL: an error names it.
 	 */
 	bool		(*on_damaged) (struct RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m);
 	void	   *arg;

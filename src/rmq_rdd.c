@@ -21,8 +21,6 @@
 #include "rmq_pull.h"
 #include "rmq_sql.h"
 
-#define RDD_NATTS 15
-
 typedef struct RddCtx
 {
 	RmqPullCtx	pull;
@@ -131,34 +129,45 @@ keys_array(const char *keys, bool *isnull)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* The 15 columns of rmq_create_rdd and of type rmq_message. */
+static Datum
+bytes_datum(const char *p, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), p, len);
+	return PointerGetDatum(b);
+}
+
+/* The columns of rmq_create_rdd and of type rmq_message. */
 void
 rmq_message_datums(const RmqMessage *m, Datum topic_d, Datum broker_d, Datum *v, bool *n)
 {
 	const char *uniq = rmq_msg_prop(m, "UNIQ_KEY");
 	const char *tags = rmq_msg_prop(m, "TAGS");
-	bytea	   *body = palloc(VARHDRSZ + m->body_len);
 
-	SET_VARSIZE(body, VARHDRSZ + m->body_len);
-	memcpy(VARDATA(body), m->body, m->body_len);
-	memset(n, 0, sizeof(bool) * RDD_NATTS);
+	memset(n, 0, sizeof(bool) * RMQ_MESSAGE_NATTS);
 	v[0] = topic_d;
 	v[1] = broker_d;
 	v[2] = Int32GetDatum(m->queue_id);
 	v[3] = Int64GetDatum(m->queue_offset);
-	v[4] = cstring_text(m->msg_id);
+	/* Messages of an inner batch share a stored record: no id of their own. */
+	v[4] = m->msg_id[0] ? cstring_text(m->msg_id) : (Datum) 0;
+	n[4] = m->msg_id[0] == '\0';
 	v[5] = uniq ? cstring_text(uniq) : (Datum) 0;
 	n[5] = uniq == NULL;
 	v[6] = keys_array(rmq_msg_prop(m, "KEYS"), &n[6]);
 	v[7] = tags ? cstring_text(tags) : (Datum) 0;
 	n[7] = tags == NULL;
-	v[8] = PointerGetDatum(body);
+	v[8] = bytes_datum(m->body, m->body_len);
 	v[9] = props_jsonb(m);
 	v[10] = TimestampTzGetDatum(rmq_ms_to_timestamptz(m->born_timestamp));
 	v[11] = cstring_text(m->born_host);
 	v[12] = TimestampTzGetDatum(rmq_ms_to_timestamptz(m->store_timestamp));
 	v[13] = cstring_text(m->store_host);
 	v[14] = Int32GetDatum(m->reconsume_times);
+	v[15] = m->props_lossy ? bytes_datum(m->props_raw, m->props_len) : (Datum) 0;
+	n[15] = !m->props_lossy;
 }
 
 static void
@@ -166,8 +175,8 @@ emit(RmqPullCtx *pctx, RmqCursor *c, const RmqMessage *m)
 {
 	RddCtx	   *ctx = (RddCtx *) pctx->arg;
 	RangeExtra *rx = (RangeExtra *) c->user;
-	Datum		v[RDD_NATTS];
-	bool		n[RDD_NATTS];
+	Datum		v[RMQ_MESSAGE_NATTS];
+	bool		n[RMQ_MESSAGE_NATTS];
 
 	rmq_message_datums(m, rx->topic_d, rx->broker_d, v, n);
 	tuplestore_putvalues(ctx->ts, ctx->td, v, n);
@@ -186,11 +195,18 @@ warn_loss(RmqPullCtx *pctx, RmqCursor *c, int64 from, int64 until)
 static bool
 warn_damaged(RmqPullCtx *pctx, RmqCursor *c, const RmqMessage *m)
 {
-	ereport(WARNING,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("skipping undecodable message at offset " INT64_FORMAT " of queue %d of broker \"%s\" for topic \"%s\"",
-					m->queue_offset, c->queue_id, c->broker, c->topic),
-			 errdetail("%s", m->damage)));
+	if (m->span > 1)
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("skipping undecodable batch at offsets [" INT64_FORMAT ", " INT64_FORMAT ") of queue %d of broker \"%s\" for topic \"%s\"",
+						m->queue_offset, m->queue_offset + m->span, c->queue_id, c->broker, c->topic),
+				 errdetail("%s", m->damage)));
+	else
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("skipping undecodable message at offset " INT64_FORMAT " of queue %d of broker \"%s\" for topic \"%s\"",
+						m->queue_offset, c->queue_id, c->broker, c->topic),
+				 errdetail("%s", m->damage)));
 	return false;
 }
 
@@ -282,8 +298,8 @@ rmq_create_rdd(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	ctx.ts = rsinfo->setResult;
 	ctx.td = rsinfo->setDesc;
-	if (ctx.td->natts != RDD_NATTS)
-		elog(ERROR, "rmq_create_rdd: result has %d columns, expected %d", ctx.td->natts, RDD_NATTS);
+	if (ctx.td->natts != RMQ_MESSAGE_NATTS && ctx.td->natts != RMQ_MESSAGE_NATTS_0_1)
+		elog(ERROR, "rmq_create_rdd: result has %d columns, expected %d", ctx.td->natts, RMQ_MESSAGE_NATTS);
 
 	/* Resolve and check every range before reading any. */
 	cs = palloc0(sizeof(RmqCursor) * Max(n, 1));

@@ -29,14 +29,34 @@ static unsigned char uniq_prefix[10];
 static bool uniq_init = false;
 static uint16 uniq_counter = 0;
 
-/* Reserved by the Java client (MessageConst); users may not set them. */
+/*
+ * The names Message.putUserProperty refuses: MessageConst.STRING_HASH_SET
+ * of the 5.3.3 client, complete.  The system sets these; a user value
+ * would be taken for the system's (TTL, MSG_TYPE, a delay, a transaction).
+ */
 static const char *const reserved_props[] = {
-	"KEYS", "TAGS", "WAIT", "DELAY", "RETRY_TOPIC", "REAL_TOPIC", "REAL_QID",
-	"TRAN_MSG", "PGROUP", "MIN_OFFSET", "MAX_OFFSET", "BUYER_ID", "ORIGIN_MESSAGE_ID",
-	"TRANSFER_FLAG", "CORRECTION_FLAG", "MQ2_FLAG", "RECONSUME_TIME", "MSG_REGION",
-	"TRACE_ON", "UNIQ_KEY", "MAX_RECONSUME_TIMES", "CONSUME_START_TIME", "CLUSTER",
-	"__transactionId__", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS", NULL
+	"TRACE_ON", "MSG_REGION", "KEYS", "TAGS", "WAIT", "DELAY", "RETRY_TOPIC", "REAL_TOPIC",
+	"REAL_QID", "TRAN_MSG", "PGROUP", "MIN_OFFSET", "MAX_OFFSET", "BUYER_ID",
+	"ORIGIN_MESSAGE_ID", "TRANSFER_FLAG", "CORRECTION_FLAG", "MQ2_FLAG", "RECONSUME_TIME",
+	"UNIQ_KEY", "MAX_RECONSUME_TIMES", "CONSUME_START_TIME", "POP_CK", "POP_CK_OFFSET",
+	"1ST_POP_TIME", "TRAN_PREPARED_QUEUE_OFFSET", "DUP_INFO", "EXTEND_UNIQ_INFO",
+	"INSTANCE_ID", "CORRELATION_ID", "REPLY_TO_CLIENT", "TTL", "ARRIVE_TIME",
+	"PUSH_REPLY_TIME", "CLUSTER", "MSG_TYPE", "INNER_MULTI_QUEUE_OFFSET", "TIMER_DELAY_MS",
+	"TIMER_DELAY_SEC", "TIMER_DELIVER_MS", "TIMER_ENQUEUE_MS", "TIMER_DEQUEUE_MS",
+	"TIMER_ROLL_TIMES", "TIMER_OUT_MS", "TIMER_DEL_UNIQKEY", "TIMER_DELAY_LEVEL",
+	"__BORNHOST", "BORN_TIMESTAMP", "DLQ_ORIGIN_TOPIC", "DLQ_ORIGIN_MESSAGE_ID", "__CRC32#",
+	NULL
 };
+
+/* Java's String.trim().isEmpty(): nothing but characters <= ' '. */
+static bool
+is_blank(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s > ' ')
+			return false;
+	return true;
+}
 
 /*
  * UNIQ_KEY in the Java layout (MessageClientIDSetter), so admin tools can
@@ -116,12 +136,19 @@ build_props(StringInfo out, Jsonb *props, const char *tags, const char *keys, co
 			{
 				key = pnstrdup(v.val.string.val, v.val.string.len);
 				check_prop_text("property names", key);
+				if (is_blank(key))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("property names must not be empty or blank"),
+							 errdetail("The Java client refuses them, and the broker drops empty ones.")));
 				for (int i = 0; reserved_props[i]; i++)
 					if (strcmp(reserved_props[i], key) == 0)
 						ereport(ERROR,
 								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 								 errmsg("property \"%s\" is reserved by RocketMQ", key),
-								 errhint("Pass tags and keys as their own arguments.")));
+								 errdetail("RocketMQ sets it itself; the Java client's putUserProperty refuses it too."),
+								 strcmp(key, "TAGS") == 0 || strcmp(key, "KEYS") == 0
+								 ? errhint("Pass tags and keys as their own arguments.") : 0));
 			}
 			else if (tok == WJB_VALUE)
 			{
@@ -140,6 +167,12 @@ build_props(StringInfo out, Jsonb *props, const char *tags, const char *keys, co
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("property \"%s\" must be a string, number or boolean", key)));
 				check_prop_text("property values", val);
+				if (is_blank(val))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("property \"%s\" must not be empty or blank", key),
+							 errdetail("The Java client refuses such values, and the broker drops empty ones."),
+							 errhint("Leave the property out, or give it a JSON null.")));
 				rmq_props_append(out, key, val);
 			}
 		}

@@ -42,7 +42,7 @@ static const struct
 	{"msg_id", TEXTOID}, {"unique_key", TEXTOID}, {"keys", TEXTARRAYOID}, {"tags", TEXTOID},
 	{"body", BYTEAOID}, {"properties", JSONBOID}, {"born_timestamp", TIMESTAMPTZOID},
 	{"born_host", TEXTOID}, {"store_timestamp", TIMESTAMPTZOID}, {"store_host", TEXTOID},
-	{"reconsume_times", INT4OID}
+	{"reconsume_times", INT4OID}, {"properties_raw", BYTEAOID}
 };
 
 /* COPY's data source callback has no argument: the buffer being copied. */
@@ -130,7 +130,7 @@ put_field(StringInfo b, int col, const RmqBatchMsg *bm, RmqFormat fmt, StringInf
 			put64(b, (uint64) m->queue_offset);
 			break;
 		case 4:
-			put_text(b, m->msg_id);
+			put_text(b, m->msg_id[0] ? m->msg_id : NULL);
 			break;
 		case 5:
 			put_text(b, rmq_msg_prop(m, "UNIQ_KEY"));
@@ -211,6 +211,12 @@ put_field(StringInfo b, int col, const RmqBatchMsg *bm, RmqFormat fmt, StringInf
 		case 14:
 			put32(b, 4);
 			put32(b, (uint32) m->reconsume_times);
+			break;
+		case 15:
+			if (m->props_lossy)
+				put_bytes(b, m->props_raw, m->props_len);
+			else
+				put32(b, (uint32) -1);
 			break;
 	}
 }

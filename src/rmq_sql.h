@@ -26,7 +26,12 @@ extern char *rmq_text_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 extern void rmq_offsets_init(void);
 
 struct RmqMessage;
-#define RMQ_MESSAGE_NATTS 15
+/*
+ * Columns of rmq_create_rdd and of type rmq_message.  A catalog still at
+ * 0.1.0 (library updated, ALTER EXTENSION not yet run) has the first 15.
+ */
+#define RMQ_MESSAGE_NATTS 16
+#define RMQ_MESSAGE_NATTS_0_1 15
 extern void rmq_message_datums(const struct RmqMessage *m, Datum topic_d, Datum broker_d,
 							   Datum *v, bool *n);
 

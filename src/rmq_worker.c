@@ -113,6 +113,16 @@ text_arg(const char *s)
 	return CStringGetTextDatum(s);
 }
 
+static Datum
+bytea_datum(const char *p, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), p, len);
+	return PointerGetDatum(b);
+}
+
 /* SPI must be connected.  Runs a query with text/int parameters. */
 static int
 spi_exec(const char *sql, int nargs, Oid *types, Datum *vals, bool readonly)
@@ -439,7 +449,7 @@ on_damaged(RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m)
 		if (s->poison == NULL)
 			s->poison = psprintf("undecodable message at offset " INT64_FORMAT " of queue %d of broker \"%s\": %s",
 								 m->queue_offset, c->queue_id, c->broker, m->damage);
-		s->stop_at[c - s->cursors] = m->queue_offset;
+		s->stop_at[c - s->cursors] = Max(m->queue_offset, c->next);
 		return true;
 	}
 	s->damaged = s->damaged ? repalloc(s->damaged, sizeof(RmqBatchMsg) * (s->ndamaged + 1))
@@ -494,17 +504,14 @@ is_transient(int code)
 static void
 dead_letter(Stream *s, const RmqBatchMsg *bm, const char *error)
 {
-	Oid			t[12] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
-	Datum		v[12];
-	char		nulls[12];
+	Oid			t[13] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, BYTEAOID, TEXTOID, TEXTOID, BYTEAOID};
+	Datum		v[13];
+	char		nulls[13];
 	bool		keep_body = strcmp(s->on_error, "dead_letter") == 0;
 	const RmqMessage *m = &bm->m;
-	bytea	   *body = palloc(VARHDRSZ + m->body_len);
 	StringInfoData props;
 
-	SET_VARSIZE(body, VARHDRSZ + m->body_len);
-	memcpy(VARDATA(body), m->body, m->body_len);
 	initStringInfo(&props);
 	appendStringInfoChar(&props, '{');
 	for (int i = 0; i < m->nprops; i++)
@@ -522,22 +529,26 @@ dead_letter(Stream *s, const RmqBatchMsg *bm, const char *error)
 	v[2] = text_arg(bm->cursor->broker);
 	v[3] = Int32GetDatum(m->queue_id);
 	v[4] = Int64GetDatum(m->queue_offset);
-	v[5] = text_arg(m->msg_id);
+	v[5] = m->msg_id[0] ? text_arg(m->msg_id) : (Datum) 0;
+	nulls[5] = m->msg_id[0] ? ' ' : 'n';
 	v[6] = rmq_msg_prop(m, "UNIQ_KEY") ? text_arg(rmq_msg_prop(m, "UNIQ_KEY")) : (Datum) 0;
 	nulls[6] = rmq_msg_prop(m, "UNIQ_KEY") ? ' ' : 'n';
 	v[7] = rmq_msg_prop(m, "TAGS") ? text_arg(rmq_msg_prop(m, "TAGS")) : (Datum) 0;
 	nulls[7] = rmq_msg_prop(m, "TAGS") ? ' ' : 'n';
 	v[8] = rmq_msg_prop(m, "KEYS") ? text_arg(rmq_msg_prop(m, "KEYS")) : (Datum) 0;
 	nulls[8] = rmq_msg_prop(m, "KEYS") ? ' ' : 'n';
-	v[9] = PointerGetDatum(body);
+	v[9] = keep_body ? bytea_datum(m->body, m->body_len) : (Datum) 0;
 	nulls[9] = keep_body ? ' ' : 'n';
 	v[10] = text_arg(error);
 	v[11] = text_arg(s->on_error);
+	v[12] = m->props_lossy ? bytea_datum(m->props_raw, m->props_len) : (Datum) 0;
+	nulls[12] = m->props_lossy ? ' ' : 'n';
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s.rmq_dead_letter (stream, topic, broker, queue_id, "
-									   "queue_offset, msg_id, unique_key, tags, keys, body, error, policy, properties) "
-									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %s::jsonb)",
+									   "queue_offset, msg_id, unique_key, tags, keys, body, error, policy, "
+									   "properties_raw, properties) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, %s::jsonb)",
 									   s->schema, quote_literal_cstr(props.data)),
-							  12, t, v, nulls, false, 0) != SPI_OK_INSERT)
+							  13, t, v, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record a dead letter");
 }
 

@@ -143,8 +143,11 @@ kvConfigPath=$RMQ_HOME/namesrv/kvConfig.json
 configStorePath=$RMQ_HOME/namesrv/namesrv.properties
 EOF
     # Small files keep a fresh store cheap: 64 MiB commit-log files instead
-    # of 1 GiB, 30000-entry consume-queue files, no timer wheel (~140 MB)
-    # and no message index (~420 MB).  cleanFileForciblyEnable=false stops
+    # of 1 GiB, 30000-entry consume-queue files, a small timer log, and no
+    # message index (~420 MB).  The timer wheel stays on: messages with a
+    # delay in seconds or a delivery time need it.  Transactions left
+    # unknown are checked back after 1 s instead of 6-30 s, so the interop
+    # test need not wait.  cleanFileForciblyEnable=false stops
     # the broker from deleting old commit-log files when the disk is >85%
     # used (errata §1); it cannot stop the 90% "disk full" rejection.
     cat >"$RMQ_HOME/broker.conf" <<EOF
@@ -164,8 +167,11 @@ autoCreateTopicEnable=true
 autoCreateSubscriptionGroup=true
 mappedFileSizeCommitLog=67108864
 mappedFileSizeConsumeQueue=600000
-timerWheelEnable=false
+timerWheelEnable=true
+mappedFileSizeTimerLog=8388608
 messageIndexEnable=false
+transactionTimeOut=1000
+transactionCheckInterval=1000
 cleanFileForciblyEnable=false
 diskMaxUsedSpaceRatio=95
 ${RMQ_BROKER_CONF_EXTRA:-}

@@ -23,6 +23,14 @@ name server a question.  Python 3 stdlib only.
       poison a buggy producer leaves behind.  Prints the queue offset.  Sent
       once, never retried.
 
+  rmq_probe.py send-inner-batch BROKER_ADDR TOPIC QUEUE_ID N good|lengths
+      SEND_BATCH_MESSAGE (320) as the Java producer sends a batch (a UNIQ_KEY
+      for the batch), so a BatchCQ topic stores it as one record of N
+      messages with tag TagRaw and bodies "raw 0".. .  With "lengths" the
+      second message's property length is one more than its properties:
+      the broker, which counts messages by their size fields, stores it,
+      but it does not decode.  Prints the batch's first queue offset.
+
 Exit status 0 when the condition holds, 1 on timeout (last error on stderr).
 """
 import argparse
@@ -143,16 +151,37 @@ def send_raw(broker, topic, queue_id, sysflag, body, tags=None):
     return None
 
 
+def send_inner_batch(broker, topic, queue_id, n, damage):
+    now = int(time.time() * 1e6)
+    body = b""
+    for i in range(int(n)):
+        props = ("UNIQ_KEY\x01%032X\x02TAGS\x01TagRaw\x02WAIT\x01true\x02" % (now + i)).encode()
+        data = ("raw %d" % i).encode()
+        proplen = len(props) + (1 if damage == "lengths" and i == 1 else 0)
+        body += struct.pack(">iiiii", 22 + len(data) + len(props), 0, 0, 0, len(data)) + data
+        body += struct.pack(">h", proplen) + props
+    ext = {"a": "rmq_probe", "b": topic, "c": "TBW102", "d": "4", "e": str(int(queue_id)),
+           "f": "0", "g": str(int(time.time() * 1000)), "h": "0",
+           "i": "WAIT\x01true\x02UNIQ_KEY\x01%032X\x02" % (now + 1000), "j": "0", "k": "false",
+           "m": "true"}
+    h, _ = rpc(broker, 320, ext, body)
+    if h.get("code") != 0:
+        raise SystemExit("rmq_probe: SEND_BATCH_MESSAGE: code %s %s" % (h.get("code"), h.get("remark", "")))
+    print(h["extFields"]["queueOffset"])
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--timeout", type=float, default=0)
     ap.add_argument("--nudge", action="store_true")
-    ap.add_argument("what", choices=["cluster", "route", "create-topic", "delete-expired", "send-raw"])
+    ap.add_argument("what", choices=["cluster", "route", "create-topic", "delete-expired", "send-raw",
+                                     "send-inner-batch"])
     ap.add_argument("args", nargs="+")
     a = ap.parse_args()
     fn = {"cluster": check_cluster, "route": check_route,
           "create-topic": create_topic, "delete-expired": delete_expired,
-          "send-raw": send_raw}[a.what]
+          "send-raw": send_raw, "send-inner-batch": send_inner_batch}[a.what]
     deadline = time.monotonic() + a.timeout
     while True:
         try:

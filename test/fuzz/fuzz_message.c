@@ -6,18 +6,44 @@
  * it, to the same messages; every decoded field is within its bounds and
  * every byte of every body is readable.  Keeping damaged records only ever
  * accepts more: the same messages where the strict decode succeeds, and a
- * damaged record's body is a record-sized slice of the input.
+ * damaged record's body is a record-sized slice of the input.  Offsets
+ * rise through an answer (a batch's messages take consecutive ones), the
+ * answer's message count stays bounded, and property text is valid UTF-8
+ * without NUL, whatever the input.
  * Suggested: -max_len=1048576
  */
 #include "fuzz_common.h"
 
+/* PostgreSQL text: well-formed UTF-8, no NUL (sanitizing changes nothing). */
+static void
+check_text(const char *s)
+{
+	bool		lossy = false;
+	char	   *again = rmq_utf8_sanitize(s, strlen(s), &lossy);
+
+	FUZZ_ASSERT(!lossy && strcmp(again, s) == 0);
+}
+
 static void
 check_msgs(const RmqMessage *msgs, int n, const uint8_t *data, size_t size)
 {
+	FUZZ_ASSERT(n >= 0 && n <= RMQ_MAX_ANSWER_MESSAGES);
 	for (int i = 0; i < n; i++)
 	{
 		const RmqMessage *m = &msgs[i];
 		size_t		idlen = strlen(m->msg_id);
+		bool		inner = (m->sysflag & (RMQ_SYSFLAG_INNER_BATCH | RMQ_SYSFLAG_NEED_UNWRAP)) ==
+			(RMQ_SYSFLAG_INNER_BATCH | RMQ_SYSFLAG_NEED_UNWRAP);
+
+		FUZZ_ASSERT(m->span >= 1 && m->span <= RMQ_MAX_INNER_MESSAGES);
+		FUZZ_ASSERT(m->span == 1 || (m->damage && inner));
+		for (int j = 0; j < m->nprops; j++)
+		{
+			check_text(m->prop_keys[j]);
+			check_text(m->prop_values[j]);
+		}
+		if (m->props_len > 0)
+			fuzz_touch(m->props_raw, m->props_len);
 
 		if (m->damage)
 		{
@@ -33,7 +59,8 @@ check_msgs(const RmqMessage *msgs, int n, const uint8_t *data, size_t size)
 		FUZZ_ASSERT(m->body != NULL || m->body_len == 0);
 		FUZZ_ASSERT(m->body_len <= RMQ_MAX_BODY_LEN);
 		fuzz_touch(m->body, m->body_len);
-		FUZZ_ASSERT(idlen == (m->sysflag & RMQ_SYSFLAG_STOREHOST_V6 ? 56 : 32));
+		/* an inner batch's messages have no offset id of their own */
+		FUZZ_ASSERT(idlen == (m->sysflag & RMQ_SYSFLAG_STOREHOST_V6 ? 56 : 32) || (idlen == 0 && inner));
 		FUZZ_ASSERT(strlen(m->born_host) > 0 && strlen(m->store_host) > 0);
 		FUZZ_ASSERT(m->nprops >= 0);
 		for (int j = 0; j < m->nprops; j++)

@@ -117,6 +117,21 @@ def main():
     write("message", "lz4.bin", record(l4, prop=std, sysflag=0x101))
     write("message", "zstd.bin", record(zs, prop=std, sysflag=0x201))
     write("message", "zlib_legacy.bin", record(zl, prop=std, sysflag=0x1))
+    # A BatchCQ record: inner messages (§6.3 batch encoding) standing for
+    # queue offsets 7, 8, 9; NUL and a malformed byte in properties.
+    inner = b""
+    for i, pr in enumerate([props([("TAGS", "TagA"), ("UNIQ_KEY", "I0")]),
+                            props([("TAGS", "T\x00g"), ("UNIQ_KEY", "I1")]),
+                            b"KEYS\x01\xffk\x02UNIQ_KEY\x01I2\x02"]):
+        body = b"inner %d" % i
+        inner += struct.pack(">iiiii", 22 + len(body) + len(pr), 0, 0, i, len(body)) + body
+        inner += struct.pack(">h", len(pr)) + pr
+    batch_props = props([("WAIT", "true"), ("UNIQ_KEY", "B"), ("INNER_NUM", "3"), ("INNER_BASE", "7")])
+    write("message", "inner_batch.bin",
+          record(b"before", prop=std, qoff=6) + record(inner, prop=batch_props, sysflag=0xC0, qoff=7)
+          + record(b"after", prop=std, qoff=10))
+    write("message", "inner_batch_zlib.bin",
+          record(zlib.compress(inner, 5), prop=batch_props, sysflag=0xC0 | 0x301, qoff=7))
     write("message", "raw.zlib", zl)
     write("message", "raw.lz4", l4)
     write("message", "raw.zstd", zs)

@@ -196,7 +196,8 @@ for my $p ([ 'fail', 'resumed with dead_letter' ], [ 'dl', 'on_error dead_letter
 }
 my ($rc, $rdd_out, $rdd_err) = $node->psql('postgres',
 	"SELECT count(*) FROM rmq_create_rdd('rmq_tap_check', ARRAY[rmq_offset_range('$U', 'broker-a', 0, 0, 16)])");
-like($rdd_err, qr/could not decode messages of queue 0 of broker "broker-a"/, "undecodable: rmq_create_rdd fails clearly: $rdd_err");
+like($rdd_err, qr/could not decode the message at offset 10 of queue 0 of broker "broker-a"/,
+	"undecodable: rmq_create_rdd fails clearly, naming the message: $rdd_err");
 ($rc, $rdd_out, $rdd_err) = $node->psql('postgres',
 	"SELECT count(*) || ' ' || bool_and(queue_offset <> 10) FROM rmq_create_rdd('rmq_tap_check', "
 	  . "ARRAY[rmq_offset_range('$U', 'broker-a', 0, 0, 16)], '{\"on_error\": \"skip\"}')");

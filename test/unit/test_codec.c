@@ -6,7 +6,7 @@
  * malloc there) under ASan+UBSan.  Prints one line per failed check and
  * ends with "N passed, M failed"; exit status is non-zero on any failure.
  */
-#include "rmq_codec.h"
+#include "unit.h"
 
 #include <zlib.h>
 #include <lz4frame.h>
@@ -30,69 +30,11 @@ __ubsan_default_options(void)
 	return "halt_on_error=1:print_stacktrace=1";
 }
 
-/* ------------------------------------------------------------------ */
-/* tiny assertion framework                                            */
-/* ------------------------------------------------------------------ */
-static int	n_pass,
+int			n_pass,
 			n_fail;
-static const char *cur_test = "";
+const char *cur_test = "";
 
-#define CHECK(cond) \
-	do { \
-		if (cond) n_pass++; \
-		else { n_fail++; \
-			printf("FAIL [%s] %s:%d: %s\n", cur_test, __FILE__, __LINE__, #cond); } \
-	} while (0)
-
-#define CHECK_MSG(cond, ...) \
-	do { \
-		if (cond) n_pass++; \
-		else { n_fail++; \
-			printf("FAIL [%s] %s:%d: %s: ", cur_test, __FILE__, __LINE__, #cond); \
-			printf(__VA_ARGS__); printf("\n"); } \
-	} while (0)
-
-#define CHECK_INT(a, b) \
-	do { \
-		long long _a = (long long) (a), _b = (long long) (b); \
-		if (_a == _b) n_pass++; \
-		else { n_fail++; \
-			printf("FAIL [%s] %s:%d: %s == %s: got %lld, want %lld\n", \
-				   cur_test, __FILE__, __LINE__, #a, #b, _a, _b); } \
-	} while (0)
-
-#define CHECK_STR(a, b) \
-	do { \
-		const char *_a = (a), *_b = (b); \
-		if ((_a == NULL && _b == NULL) || (_a && _b && strcmp(_a, _b) == 0)) n_pass++; \
-		else { n_fail++; \
-			printf("FAIL [%s] %s:%d: %s == %s: got \"%s\", want \"%s\"\n", \
-				   cur_test, __FILE__, __LINE__, #a, #b, \
-				   _a ? _a : "(null)", _b ? _b : "(null)"); } \
-	} while (0)
-
-#define CHECK_MEM(a, alen, b, blen) \
-	do { \
-		size_t _al = (size_t) (alen), _bl = (size_t) (blen); \
-		if (_al == _bl && (_al == 0 || memcmp((a), (b), _al) == 0)) n_pass++; \
-		else { n_fail++; \
-			printf("FAIL [%s] %s:%d: %s[%zu] == %s[%zu]\n", \
-				   cur_test, __FILE__, __LINE__, #a, _al, #b, _bl); } \
-	} while (0)
-
-#define TEST(name) static void name(void)
-#define RUN(name) do { cur_test = #name; name(); } while (0)
-
-/* A heap copy of exactly len bytes, so ASan catches any over-read. */
-static char *
-exact_copy(const void *p, size_t len)
-{
-	char	   *c = malloc(len ? len : 1);
-
-	if (len)
-		memcpy(c, p, len);
-	return c;
-}
+void		run_batch_tests(void);	/* test_batch.c */
 
 static RmqJson *
 jparse(const char *s)
@@ -452,22 +394,6 @@ TEST(test_json_int64)
 /* ------------------------------------------------------------------ */
 /* frames                                                              */
 /* ------------------------------------------------------------------ */
-static uint32
-be32(const void *p)
-{
-	const unsigned char *b = p;
-
-	return ((uint32) b[0] << 24) | ((uint32) b[1] << 16) | ((uint32) b[2] << 8) | b[3];
-}
-
-static void
-put32(unsigned char *b, uint32 v)
-{
-	b[0] = v >> 24;
-	b[1] = v >> 16;
-	b[2] = v >> 8;
-	b[3] = v;
-}
 
 /* decode a frame given with its length prefix, via exact heap copy */
 static bool
@@ -873,130 +799,6 @@ TEST(test_frame_reject)
 	CHECK(!rmq_frame_length(b, &len, &err) && err);
 }
 
-/* ------------------------------------------------------------------ */
-/* messages                                                            */
-/* ------------------------------------------------------------------ */
-typedef struct MsgSpec
-{
-	bool		v2;
-	int32		queue_id;
-	int32		flag;
-	int64		queue_offset;
-	int64		phys_offset;
-	int32		sysflag;
-	int64		born_ts;
-	unsigned char born_ip[16];
-	int32		born_port;
-	int64		store_ts;
-	unsigned char store_ip[16];
-	int32		store_port;
-	int32		reconsume;
-	int64		prepared;
-	const char *body;
-	uint32		body_len;
-	const char *topic;
-	const char *props;
-	int			props_len;
-	bool		bad_crc;
-} MsgSpec;
-
-static void
-app32(StringInfo s, uint32 v)
-{
-	unsigned char b[4];
-
-	put32(b, v);
-	appendBinaryStringInfo(s, (char *) b, 4);
-}
-
-static void
-app64(StringInfo s, uint64 v)
-{
-	app32(s, (uint32) (v >> 32));
-	app32(s, (uint32) v);
-}
-
-static void
-app16(StringInfo s, uint16 v)
-{
-	appendStringInfoChar(s, (char) (v >> 8));
-	appendStringInfoChar(s, (char) v);
-}
-
-/* Write one §4.1 stored-message record; returns its size. */
-static int
-build_msg(StringInfo s, const MsgSpec *m)
-{
-	int			start = s->len;
-	size_t		tlen = strlen(m->topic);
-	uint32		crc = (uint32) (crc32(0L, (const Bytef *) m->body, m->body_len) & 0x7FFFFFFF);
-
-	app32(s, 0);				/* TOTALSIZE, patched */
-	app32(s, m->v2 ? 0xDAA320AB : 0xDAA320A7);
-	app32(s, m->bad_crc ? crc ^ 1 : crc);
-	app32(s, m->queue_id);
-	app32(s, m->flag);
-	app64(s, m->queue_offset);
-	app64(s, m->phys_offset);
-	app32(s, m->sysflag);
-	app64(s, m->born_ts);
-	appendBinaryStringInfo(s, (const char *) m->born_ip, (m->sysflag & 0x10) ? 16 : 4);
-	app32(s, m->born_port);
-	app64(s, m->store_ts);
-	appendBinaryStringInfo(s, (const char *) m->store_ip, (m->sysflag & 0x20) ? 16 : 4);
-	app32(s, m->store_port);
-	app32(s, m->reconsume);
-	app64(s, m->prepared);
-	app32(s, m->body_len);
-	appendBinaryStringInfo(s, m->body, m->body_len);
-	if (m->v2)
-		app16(s, tlen);
-	else
-		appendStringInfoChar(s, (char) tlen);
-	appendBinaryStringInfo(s, m->topic, tlen);
-	app16(s, m->props_len);
-	appendBinaryStringInfo(s, m->props, m->props_len);
-	put32((unsigned char *) s->data + start, s->len - start);
-	return s->len - start;
-}
-
-static const char std_props[] = "TAGS\001TagA\002KEYS\001k1 k2\002UNIQ_KEY\0017F0000010001B4AAC2E5000000000000\002WAIT\001true\002";
-
-static void
-default_spec(MsgSpec *m)
-{
-	static const unsigned char lo4[4] = {127, 0, 0, 1};
-
-	memset(m, 0, sizeof(*m));
-	m->queue_id = 3;
-	m->flag = 0x12345678;
-	m->queue_offset = 42;
-	m->phys_offset = 0x1234;
-	m->born_ts = INT64CONST(1700000000123);
-	memcpy(m->born_ip, lo4, 4);
-	m->born_port = 1234;
-	m->store_ts = INT64CONST(1700000000456);
-	memcpy(m->store_ip, lo4, 4);
-	m->store_port = 10911;
-	m->reconsume = 2;
-	m->prepared = 0;
-	m->body = "Hello RocketMQ";
-	m->body_len = 14;
-	m->topic = "TopicTest";
-	m->props = std_props;
-	m->props_len = sizeof(std_props) - 1;
-}
-
-static bool
-decode_buf(const char *buf, size_t len, bool check_crc, RmqMessage **msgs, int *n, char **err)
-{
-	char	   *c = exact_copy(buf, len);
-
-	*msgs = NULL;
-	*n = 0;
-	*err = NULL;
-	return rmq_decode_messages(c, len, check_crc ? RMQ_DECODE_CHECK_CRC : 0, msgs, n, err);
-}
 
 TEST(test_msg_v1_ipv4)
 {
@@ -1184,7 +986,7 @@ TEST(test_msg_props_rules)
 			  **v;
 	const char *p;
 
-#define PARSE(lit) rmq_props_parse(exact_copy(lit, sizeof(lit) - 1), sizeof(lit) - 1, &n, &k, &v)
+#define PARSE(lit) rmq_props_parse(exact_copy(lit, sizeof(lit) - 1), sizeof(lit) - 1, &n, &k, &v, NULL)
 	/* empty value dropped, empty key dropped */
 	PARSE("A\001\002B\001b\002\001x\002");
 	CHECK_INT(n, 1);
@@ -1228,8 +1030,9 @@ TEST(test_msg_props_rules)
 		bool		order_ok = true;
 
 		initStringInfo(&ps);
-		for (int a = 3; a < 256 && ps.len < 32000; a++)
-			for (int b = 3; b < 256 && ps.len < 32000; b++)
+		/* printable ASCII only: other bytes are not UTF-8 by themselves */
+		for (int a = 0x21; a < 0x7F && ps.len < 32000; a++)
+			for (int b = 0x21; b < 0x7F && ps.len < 32000; b++)
 			{
 				appendStringInfoChar(&ps, (char) a);
 				appendStringInfoChar(&ps, (char) b);
@@ -1238,25 +1041,42 @@ TEST(test_msg_props_rules)
 			}
 		for (int j = 0; j < 20; j++)
 		{
-			appendStringInfoChar(&ps, 3);
-			appendStringInfoChar(&ps, (char) (3 + j));
+			appendStringInfoChar(&ps, 0x21);
+			appendStringInfoChar(&ps, (char) (0x21 + j));
 			appendStringInfo(&ps, "\001w%d\002", j);
 		}
-		rmq_props_parse(ps.data, ps.len, &n, &k, &v);
+		rmq_props_parse(ps.data, ps.len, &n, &k, &v, NULL);
 		CHECK_INT(n, nkeys);
-		for (int j = 0; j < n && j < 253; j++)
-			if ((unsigned char) k[j][0] != 3 || (unsigned char) k[j][1] != 3 + j)
+		for (int j = 0; j < n && j < 0x7F - 0x21; j++)
+			if ((unsigned char) k[j][0] != 0x21 || (unsigned char) k[j][1] != 0x21 + j)
 				order_ok = false;
 		CHECK(order_ok);
 		CHECK_STR(v[0], "w0");
 		CHECK_STR(v[19], "w19");
 		CHECK_STR(v[20], "v");
 	}
-	/* pairs holding a NUL byte are skipped, not cut short */
-	PARSE("a\001\000\002b\001x\000y\002\000c\001z\002d\001w\002");
-	CHECK_INT(n, 1);
-	CHECK_STR(k[0], "d");
-	CHECK_STR(v[0], "w");
+	/* NUL reads as U+FFFD, wherever it is: nothing is cut short or lost */
+	{
+		bool		lossy = false;
+		static const char in[] = "a\001\000\002b\001x\000y\002\000c\001z\002d\001w\002";
+
+		rmq_props_parse(exact_copy(in, sizeof(in) - 1), sizeof(in) - 1, &n, &k, &v, &lossy);
+		CHECK(lossy);
+		CHECK_INT(n, 4);
+		if (n == 4)
+		{
+			CHECK_STR(k[0], "a");
+			CHECK_STR(v[0], "\xEF\xBF\xBD");
+			CHECK_STR(v[1], "x\xEF\xBF\xBDy");
+			CHECK_STR(k[2], "\xEF\xBF\xBD" "c");
+			CHECK_STR(v[2], "z");
+			CHECK_STR(k[3], "d");
+		}
+		lossy = false;
+		PARSE("a\001b\002");
+		rmq_props_parse(exact_copy("a\001b\002", 4), 4, &n, &k, &v, &lossy);
+		CHECK(!lossy);
+	}
 	/* a lone key with 0x01 and nothing after */
 	PARSE("k\001");
 	CHECK_INT(n, 0);
@@ -1269,7 +1089,7 @@ TEST(test_msg_props_rules)
 		initStringInfo(&s);
 		for (int i = 0; i < 100; i++)
 			rmq_props_append(&s, psprintf("key%d", i), psprintf("val%d", i));
-		rmq_props_parse(s.data, s.len, &n, &k, &v);
+		rmq_props_parse(s.data, s.len, &n, &k, &v, NULL);
 		CHECK_INT(n, 100);
 		CHECK_STR(k[99], "key99");
 		CHECK_STR(v[57], "val57");
@@ -1299,6 +1119,8 @@ TEST(test_msg_props_rules)
 		}
 	}
 }
+
+static void model_props(const char *buf, int len, char **mk, char **mv, int *mn);
 
 /* Random property strings against a naive model of Java's rules. */
 TEST(test_props_random)
@@ -1335,42 +1157,24 @@ TEST(test_props_random)
 				default: buf[len++] = ((seed >> 20) % 8) ? 'd' : 0; break;
 			}
 		}
-		/* naive model of string2messageProperties + NUL rule */
-		for (int i = 0; i < len;)
+		/* naive model of string2messageProperties after NUL -> U+FFFD */
 		{
-			int			e = i;
-			int			sep = -1;
-			bool		nul = false;
+			char		u[1200];
+			int			ulen = 0;
 
-			while (e < len && buf[e] != 2)
-				e++;
-			for (int j = i; j < e; j++)
+			for (int i = 0; i < len; i++)
 			{
-				if (buf[j] == 0)
-					nul = true;
-				if (buf[j] == 1 && sep < 0)
-					sep = j;
-			}
-			if (e - i >= 3 && sep > i && sep < e - 1 && !nul)
-			{
-				char	   *kk = pnstrdup(buf + i, sep - i);
-				char	   *vv = pnstrdup(buf + sep + 1, e - sep - 1);
-				int			j;
-
-				for (j = 0; j < mn; j++)
-					if (strcmp(mk[j], kk) == 0)
-						break;
-				if (j < mn)
-					mv[j] = vv;
-				else
+				if (buf[i] == 0)
 				{
-					mk[mn] = kk;
-					mv[mn++] = vv;
+					memcpy(u + ulen, "\xEF\xBF\xBD", 3);
+					ulen += 3;
 				}
+				else
+					u[ulen++] = buf[i];
 			}
-			i = e + 1;
+			model_props(u, ulen, mk, mv, &mn);
 		}
-		rmq_props_parse(exact_copy(buf, len), len, &n, &k, &v);
+		rmq_props_parse(exact_copy(buf, len), len, &n, &k, &v, NULL);
 		if (n != mn)
 			bad++;
 		else
@@ -1382,6 +1186,42 @@ TEST(test_props_random)
 				}
 	}
 	CHECK_INT(bad, 0);
+}
+
+/* string2messageProperties, naively: split on 0x02, key up to the first 0x01. */
+static void
+model_props(const char *buf, int len, char **mk, char **mv, int *mn)
+{
+	*mn = 0;
+	for (int i = 0; i < len;)
+	{
+		int			e = i;
+		int			sep = -1;
+
+		while (e < len && buf[e] != 2)
+			e++;
+		for (int j = i; j < e; j++)
+			if (buf[j] == 1 && sep < 0)
+				sep = j;
+		if (e - i >= 3 && sep > i && sep < e - 1)
+		{
+			char	   *kk = pnstrdup(buf + i, sep - i);
+			char	   *vv = pnstrdup(buf + sep + 1, e - sep - 1);
+			int			j;
+
+			for (j = 0; j < *mn; j++)
+				if (strcmp(mk[j], kk) == 0)
+					break;
+			if (j < *mn)
+				mv[j] = vv;
+			else
+			{
+				mk[*mn] = kk;
+				mv[(*mn)++] = vv;
+			}
+		}
+		i = e + 1;
+	}
 }
 
 TEST(test_props_roundtrip)
@@ -1405,7 +1245,7 @@ TEST(test_props_roundtrip)
 			  "UNIQ_KEY\0017F000001\002",
 			  sizeof("TAGS\001TagA\002KEYS\001k1 k2\002UTF8\001\xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x98\x80\002"
 					 "UNIQ_KEY\0017F000001\002") - 1);
-	rmq_props_parse(s.data, s.len, &n, &k, &v);
+	rmq_props_parse(s.data, s.len, &n, &k, &v, NULL);
 	CHECK_INT(n, 4);
 	if (n == 4)
 	{
@@ -2362,6 +2202,7 @@ main(void)
 	RUN(test_batch_append);
 	RUN(test_hex);
 	RUN(test_answer_budget);
+	run_batch_tests();
 
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail == 0 ? 0 : 1;
