@@ -158,7 +158,7 @@ CREATE TABLE rmq_batch (
     bytes         bigint  NOT NULL,
     skipped       integer NOT NULL DEFAULT 0,
     ranges        jsonb   NOT NULL,        -- [{"broker","queue_id","from","until","rows"}]
-    end_reason    text    NOT NULL         -- rows | bytes | time | caught_up
+    end_reason    text    NOT NULL         -- rows | bytes | memory | time | caught_up
 );
 CREATE INDEX ON rmq_batch (stream, id);
 
@@ -252,6 +252,10 @@ BEGIN
     IF start_from = 'timestamp' AND start_time IS NULL THEN
         RAISE EXCEPTION 'start_from => ''timestamp'' needs start_time' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF NOT isfinite(start_time) THEN
+        RAISE EXCEPTION 'start_time must be a finite time, not %', start_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF start_from = 'offsets' AND (start_offsets IS NULL OR jsonb_typeof(start_offsets) <> 'object') THEN
         RAISE EXCEPTION 'start_from => ''offsets'' needs start_offsets, e.g. {"broker-a/0": 42}'
             USING ERRCODE = 'invalid_parameter_value';
@@ -321,6 +325,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     s rmq_stream;
 BEGIN
+    IF NOT isfinite(rmq_reset_stream.start_time) THEN
+        RAISE EXCEPTION 'start_time must be a finite time, not %', rmq_reset_stream.start_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE rmq_stream SET start_from = rmq_reset_stream.start_from,
                           start_time = rmq_reset_stream.start_time,
                           start_offsets = rmq_reset_stream.start_offsets,

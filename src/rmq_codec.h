@@ -24,11 +24,13 @@
  * compressed; a zip bomb must not be allowed to exhaust the backend. */
 #define RMQ_MAX_BODY_LEN (64 * 1024 * 1024)
 /*
- * Bound on the bodies of one pull answer together: a legitimate answer holds
- * at most 32 messages of at most 4 MiB stored each; without it a hostile
- * broker could pack many RMQ_MAX_BODY_LEN bombs into one answer.
+ * Bound on the decompressed bodies of one pull answer together, checked
+ * while inflating: a real broker sends at most 32 messages per answer, and
+ * the Java producer refuses bodies over 4 MiB before compressing them.
+ * Without it a hostile broker could pack many RMQ_MAX_BODY_LEN bombs into
+ * one answer.
  */
-#define RMQ_MAX_ANSWER_BODIES ((size_t) 256 * 1024 * 1024)
+#define RMQ_MAX_ANSWER_BODIES ((size_t) 128 * 1024 * 1024)
 /*
  * Bound on the messages one pull answer decodes to.  The broker stops an
  * answer at pull_batch_size (at most 1024 here) messages, except that the
@@ -38,6 +40,18 @@
 #define RMQ_MAX_ANSWER_MESSAGES 65536
 #define RMQ_MAX_INNER_MESSAGES 32767
 #define RMQ_JSON_MAX_DEPTH 64
+/*
+ * What parsing JSON may allocate, as a multiple of its length: a node is
+ * 48 bytes: route and header JSON as brokers write it needs about 4 times
+ * its length; only contrived input ("[1,1,...]", 28 times) needs more, and
+ * is refused.
+ */
+#define RMQ_JSON_MAX_EXPANSION 16
+/*
+ * Frame headers are small (extFields, a remark): a few hundred bytes from a
+ * real broker.  Past this a peer is not speaking RocketMQ.
+ */
+#define RMQ_MAX_HEADER_LEN (1024 * 1024)
 
 /* ---------- JSON (tolerant of fastjson's non-standard output) ---------- */
 typedef enum RmqJsonType
@@ -191,6 +205,9 @@ extern void rmq_props_append(StringInfo out, const char *key, const char *value)
 
 extern bool rmq_decompress(int32 sysflag, const char *in, size_t inlen,
 						   char **out, size_t *outlen, char **err);
+/* The same, failing past limit bytes (never more than RMQ_MAX_BODY_LEN). */
+extern bool rmq_decompress_limited(int32 sysflag, const char *in, size_t inlen, size_t limit,
+								   char **out, size_t *outlen, char **err);
 extern bool rmq_compress_zlib(const char *in, size_t inlen, StringInfo out);
 extern uint32 rmq_crc32(const char *buf, size_t len);
 
@@ -217,6 +234,16 @@ typedef struct RmqRoute
 	int			nqueues;
 	RmqQueueData *queues;
 } RmqRoute;
+
+/*
+ * Bounds on a route.  A large real cluster has tens of brokers and topics of
+ * up to a few hundred queues per broker; thousands of queues per broker, or
+ * more brokers than this, is a name server that is broken or hostile.
+ */
+#define RMQ_MAX_ROUTE_JSON (4 * 1024 * 1024)
+#define RMQ_MAX_ROUTE_BROKERS 1024
+#define RMQ_MAX_BROKER_QUEUES 1024
+#define RMQ_MAX_TOPIC_QUEUES 65536
 
 #define RMQ_PERM_READ 4
 #define RMQ_PERM_WRITE 2

@@ -10,6 +10,14 @@
  * anyone else nor evicted.  One whose operation was interrupted by an error
  * (cancel, timeout, bad frame) is thrown away when the (sub)transaction that
  * took it aborts: its byte stream can no longer be trusted.
+ *
+ * What a peer sends is bounded before it costs memory: one frame is read at
+ * a time (at most 16 MiB, the broker's own limit); its header is decoded in
+ * a scratch context that is reset after every frame; a response is handed
+ * to the caller only if a request of ours is waiting for it, everything
+ * else (answers to nothing we asked, requests the server sends us) is
+ * dropped as it is read; and the caller's deadline is checked after every
+ * frame, so a stream of frames cannot hold a call past it.
  */
 #include "postgres.h"
 
@@ -30,6 +38,8 @@
 
 #define READ_CHUNK (256 * 1024)
 #define MAX_CONNS 1100
+/* Requests of ours whose answer has not come: a stream's pulls, at most. */
+#define MAX_WAITING 65536
 
 struct RmqConn
 {
@@ -43,6 +53,10 @@ struct RmqConn
 	int			busy_level;		/* transaction nesting level that took it */
 	int32		next_opaque;
 	uint64		last_used;
+	MemoryContext scratch;		/* one frame's decoded header */
+	int32	   *waiting;		/* opaques of requests awaiting an answer */
+	int			nwaiting;
+	int			waiting_cap;
 };
 
 static void conn_buf_init(StringInfo s, int size);
@@ -73,6 +87,10 @@ conn_close(RmqConn *c)
 		closesocket(c->sock);
 	if (c->rbuf.data)
 		pfree(c->rbuf.data);
+	if (c->scratch)
+		MemoryContextDelete(c->scratch);
+	if (c->waiting)
+		pfree(c->waiting);
 	pfree(c);
 }
 
@@ -212,6 +230,7 @@ conn_open(const char *addr, int timeout_ms)
 	AddWaitEventToSet(c->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	c->sock_pos = AddWaitEventToSet(c->wes, WL_SOCKET_WRITEABLE, c->sock, NULL, NULL);
 	c->next_opaque = (int32) (random() & 0x3FFFFFFF);
+	c->scratch = AllocSetContextCreate(conn_cxt, "rocketmq_stream frame", ALLOCSET_SMALL_SIZES);
 
 	/* Registered before connecting so that any error below frees it. */
 	c->busy = true;
@@ -300,18 +319,63 @@ rmq_conn_release_aborted(int level)
 void
 rmq_conn_done(RmqConn *c)
 {
+	/* Answers still to come are no one's now: dropped as they arrive. */
+	c->nwaiting = 0;
 	c->busy = false;
 }
+
+/* A request of ours now waits for the answer with this opaque. */
+static void
+wait_for(RmqConn *c, int32 opaque)
+{
+	if (c->nwaiting == c->waiting_cap)
+	{
+		if (c->waiting_cap >= MAX_WAITING)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("more than %d requests wait for answers from RocketMQ at %s",
+							MAX_WAITING, c->addr)));
+		c->waiting_cap = c->waiting_cap ? c->waiting_cap * 2 : 16;
+		c->waiting = c->waiting
+			? repalloc(c->waiting, sizeof(int32) * c->waiting_cap)
+			: MemoryContextAlloc(conn_cxt, sizeof(int32) * c->waiting_cap);
+	}
+	c->waiting[c->nwaiting++] = opaque;
+}
+
+/* Is a request waiting for this answer?  If so it no longer is. */
+static bool
+take_waiting(RmqConn *c, int32 opaque)
+{
+	for (int i = c->nwaiting - 1; i >= 0; i--)
+		if (c->waiting[i] == opaque)
+		{
+			c->waiting[i] = c->waiting[--c->nwaiting];
+			return true;
+		}
+	return false;
+}
+
+static int32 conn_send_frame(RmqConn *c, RmqCommand *cmd, TimestampTz deadline);
 
 int32
 rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
 {
-	StringInfoData out;
-	int			off = 0;
-
 	cmd->opaque = c->next_opaque++;
 	if (c->next_opaque < 0)
 		c->next_opaque = 1;
+	/* Registered first: an answer may not be taken for a stranger's. */
+	if (!(cmd->flag & (RMQ_FLAG_RESPONSE | RMQ_FLAG_ONEWAY)))
+		wait_for(c, cmd->opaque);
+	return conn_send_frame(c, cmd, deadline);
+}
+
+static int32
+conn_send_frame(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
+{
+	StringInfoData out;
+	int			off = 0;
+
 	initStringInfo(&out);
 	rmq_frame_encode(&out, cmd);
 	while (off < out.len)
@@ -388,24 +452,42 @@ conn_protocol_error(RmqConn *c, const char *err)
 }
 
 static void
-conn_reply_unsupported(RmqConn *c, const RmqCommand *req, TimestampTz deadline)
+conn_reply_unsupported(RmqConn *c, int32 opaque, TimestampTz deadline)
 {
 	RmqCommand	resp;
-	int32		save = c->next_opaque;
 
 	rmq_cmd_init(&resp, RMQ_REQUEST_CODE_NOT_SUPPORTED);
 	resp.flag = RMQ_FLAG_RESPONSE;
 	resp.remark = "request code not supported by rocketmq_stream";
-	c->next_opaque = req->opaque;
-	rmq_conn_send(c, &resp, deadline);
-	c->next_opaque = save;
+	resp.opaque = opaque;
+	conn_send_frame(c, &resp, deadline);
+}
+
+/* Done with the bytes of one frame: forget them, and a large buffer. */
+static void
+consume_frame(RmqConn *c, uint32 len)
+{
+	c->rpos += 4 + len;
+	if (c->rpos == c->rbuf.len)
+	{
+		c->rpos = c->rbuf.len = 0;
+		/* One 16 MiB answer must not pin 16 MiB for the connection's life. */
+		if (c->rbuf.maxlen > 4 * (READ_CHUNK + 1))
+		{
+			pfree(c->rbuf.data);
+			conn_buf_init(&c->rbuf, READ_CHUNK + 1);
+		}
+	}
+	MemoryContextReset(c->scratch);
 }
 
 /*
- * Receive the next response frame.  Requests the server sends us (consumer
- * list changes, transaction checks) are oneway or answered "not supported".
- * The frame is copied into CurrentMemoryContext.  Returns false if `soft`
- * (0: none) passes first; the connection stays usable.
+ * Receive the next answer to a request of ours.  Frames that answer nothing
+ * we are waiting for are dropped as they are read, and requests the server
+ * sends us (consumer list changes, transaction checks) are answered "not
+ * supported" unless oneway.  The answer is copied into CurrentMemoryContext.
+ * Returns false if `soft` (0: none) passes first; the connection stays
+ * usable.  The hard deadline is checked after every frame too.
  */
 bool
 rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqCommand *resp)
@@ -415,6 +497,10 @@ rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqComman
 		uint32		len;
 		char	   *err = NULL;
 		char	   *frame;
+		RmqCommand	hdr;
+		MemoryContext old;
+		bool		ok;
+		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
 		if (!conn_fill(c, 4, soft, deadline))
@@ -423,18 +509,48 @@ rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqComman
 			conn_protocol_error(c, err);
 		if (!conn_fill(c, 4 + len, soft, deadline))
 			return false;
-		frame = palloc(len);
-		memcpy(frame, c->rbuf.data + c->rpos + 4, len);
-		c->rpos += 4 + len;
-		if (c->rpos == c->rbuf.len)
-			c->rpos = c->rbuf.len = 0;
-		if (!rmq_frame_decode(frame, len, resp, &err))
+		old = MemoryContextSwitchTo(c->scratch);
+		ok = rmq_frame_decode(c->rbuf.data + c->rpos + 4, len, &hdr, &err);
+		MemoryContextSwitchTo(old);
+		if (!ok)
+		{
+			err = pstrdup(err);
+			MemoryContextReset(c->scratch);
 			conn_protocol_error(c, err);
-		if (resp->flag & RMQ_FLAG_RESPONSE)
+		}
+		if ((hdr.flag & RMQ_FLAG_RESPONSE) && take_waiting(c, hdr.opaque))
+		{
+			/* Decoded again where the caller keeps it; headers are small. */
+			frame = palloc(len);
+			memcpy(frame, c->rbuf.data + c->rpos + 4, len);
+			consume_frame(c, len);
+			if (!rmq_frame_decode(frame, len, resp, &err))
+				conn_protocol_error(c, err);	/* cannot differ from above */
 			return true;
-		if (!(resp->flag & RMQ_FLAG_ONEWAY))
-			conn_reply_unsupported(c, resp, deadline);
-		pfree(frame);
+		}
+		if (!(hdr.flag & RMQ_FLAG_RESPONSE) && !(hdr.flag & RMQ_FLAG_ONEWAY))
+		{
+			int32		opaque = hdr.opaque;
+
+			consume_frame(c, len);
+			conn_reply_unsupported(c, opaque, deadline);
+		}
+		else
+			consume_frame(c, len);
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+		{
+			char		addr[256];
+
+			strlcpy(addr, c->addr, sizeof(addr));
+			rmq_conn_discard(c);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("timed out waiting for a response from RocketMQ at %s", addr),
+					 errdetail("It kept sending frames that answer no request of ours.")));
+		}
+		if (soft != 0 && now >= soft)
+			return false;
 	}
 }
 
@@ -480,10 +596,9 @@ rmq_rpc(const char *addr, RmqCommand *req, int timeout_ms, RmqCommand *resp)
 {
 	TimestampTz deadline = rmq_deadline(timeout_ms);
 	RmqConn    *c = rmq_conn_get(addr, timeout_ms);
-	int32		opaque = rmq_conn_send(c, req, deadline);
 
-	do
-		rmq_conn_recv(c, deadline, resp);
-	while (resp->opaque != opaque);
+	(void) rmq_conn_send(c, req, deadline);
+	/* A free connection waits for nothing else: this is our answer. */
+	rmq_conn_recv(c, deadline, resp);
 	rmq_conn_done(c);
 }

@@ -278,6 +278,12 @@ rmq_frame_decode(const char *buf, size_t len, RmqCommand *cmd, char **err)
 		*err = psprintf("header length %u exceeds frame (%zu bytes)", hlen, len - 4);
 		return false;
 	}
+	if (hlen > RMQ_MAX_HEADER_LEN)
+	{
+		*err = psprintf("header of %u bytes is longer than the %d a RocketMQ header may have here",
+						hlen, RMQ_MAX_HEADER_LEN);
+		return false;
+	}
 	if (type == RMQ_SERIALIZE_JSON)
 		ok = decode_json_header(buf + 4, hlen, cmd, err);
 	else if (type == RMQ_SERIALIZE_ROCKETMQ)

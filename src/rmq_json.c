@@ -4,10 +4,14 @@
  * PostgreSQL's jsonapi rejects what the broker actually sends: unquoted
  * numeric map keys ({0:"127.0.0.1:10911"}), objects used as keys
  * ({{"brokerName":..}:{..}}), NaN/Infinity.  This reader accepts those and
- * is bounded: recursion depth is capped and every node consumes at least
- * one input byte, so memory stays proportional to the input.
+ * is bounded: recursion depth is capped, and nodes and strings come from a
+ * bump allocator whose total may not pass RMQ_JSON_MAX_EXPANSION times the
+ * input (plus a small floor): "[1,1,1,...]" costs one node per two bytes,
+ * and a peer must not be able to turn a 16 MiB frame into a gigabyte.
  */
 #include "rmq_codec.h"
+
+#define POOL_BLOCK 65536
 
 typedef struct JParser
 {
@@ -15,7 +19,52 @@ typedef struct JParser
 	size_t		len;
 	size_t		pos;
 	char	   *err;
+	char	   *pool;			/* current block */
+	size_t		pool_left;
+	size_t		allocated;		/* by this parse, in all */
+	size_t		budget;
+	StringInfoData scratch;		/* a string being unescaped */
 } JParser;
+
+/* MAXALIGNed room from the pool; NULL (and an error) past the budget. */
+static void *
+jalloc(JParser *p, size_t n)
+{
+	void	   *r;
+
+	n = MAXALIGN(n);
+	if (p->allocated + n > p->budget)
+	{
+		if (p->err == NULL)
+			p->err = psprintf("JSON of %zu bytes needs more than %zu bytes of memory to parse",
+							  p->len, p->budget);
+		return NULL;
+	}
+	p->allocated += n;
+	if (n > POOL_BLOCK / 4)
+		return palloc(n);		/* big strings get their own chunk */
+	if (n > p->pool_left)
+	{
+		p->pool = palloc(POOL_BLOCK);
+		p->pool_left = POOL_BLOCK;
+	}
+	r = p->pool;
+	p->pool += n;
+	p->pool_left -= n;
+	return r;
+}
+
+static char *
+jstrdup(JParser *p, const char *s, size_t len)
+{
+	char	   *r = jalloc(p, len + 1);
+
+	if (r == NULL)
+		return NULL;
+	memcpy(r, s, len);
+	r[len] = '\0';
+	return r;
+}
 
 static RmqJson *parse_value(JParser *p, int depth);
 
@@ -41,10 +90,13 @@ skip_ws(JParser *p)
 }
 
 static RmqJson *
-new_node(RmqJsonType t)
+new_node(JParser *p, RmqJsonType t)
 {
-	RmqJson    *n = palloc0(sizeof(RmqJson));
+	RmqJson    *n = jalloc(p, sizeof(RmqJson));
 
+	if (n == NULL)
+		return NULL;
+	memset(n, 0, sizeof(RmqJson));
 	n->type = t;
 	return n;
 }
@@ -103,26 +155,18 @@ read_hex4(JParser *p, uint32 *out)
 static char *
 parse_string(JParser *p)
 {
-	StringInfoData buf;
+	StringInfo	buf = &p->scratch;
 	char		quote = p->s[p->pos++];
 
-	initStringInfo(&buf);
+	if (buf->data == NULL)
+		initStringInfo(buf);
+	resetStringInfo(buf);
 	while (p->pos < p->len)
 	{
 		char		c = p->s[p->pos++];
 
 		if (c == quote)
-		{
-			/*
-			 * initStringInfo starts at 1 KiB: keep only what the string
-			 * needs, or "" costs 1 KiB per 2 input bytes.
-			 */
-			char	   *r = palloc(buf.len + 1);
-
-			memcpy(r, buf.data, buf.len + 1);
-			pfree(buf.data);
-			return r;
-		}
+			return jstrdup(p, buf->data, buf->len);
 		if (c == '\0')
 		{
 			/* Strings become C strings; a NUL would silently truncate. */
@@ -131,7 +175,7 @@ parse_string(JParser *p)
 		}
 		if (c != '\\')
 		{
-			appendStringInfoChar(&buf, c);
+			appendStringInfoChar(buf, c);
 			continue;
 		}
 		if (p->pos >= p->len)
@@ -139,11 +183,11 @@ parse_string(JParser *p)
 		c = p->s[p->pos++];
 		switch (c)
 		{
-			case 'b': appendStringInfoChar(&buf, '\b'); break;
-			case 'f': appendStringInfoChar(&buf, '\f'); break;
-			case 'n': appendStringInfoChar(&buf, '\n'); break;
-			case 'r': appendStringInfoChar(&buf, '\r'); break;
-			case 't': appendStringInfoChar(&buf, '\t'); break;
+			case 'b': appendStringInfoChar(buf, '\b'); break;
+			case 'f': appendStringInfoChar(buf, '\f'); break;
+			case 'n': appendStringInfoChar(buf, '\n'); break;
+			case 'r': appendStringInfoChar(buf, '\r'); break;
+			case 't': appendStringInfoChar(buf, '\t'); break;
 			case 'u':
 				{
 					uint32		cp;
@@ -173,12 +217,12 @@ parse_string(JParser *p)
 					/* Lone surrogates cannot be UTF-8; keep a replacement. */
 					if (cp >= 0xD800 && cp <= 0xDFFF)
 						cp = 0xFFFD;
-					append_utf8(&buf, cp);
+					append_utf8(buf, cp);
 					break;
 				}
 			default:
 				/* \" \\ \/ and fastjson's lenient escapes: take literally. */
-				appendStringInfoChar(&buf, c);
+				appendStringInfoChar(buf, c);
 				break;
 		}
 	}
@@ -208,13 +252,17 @@ parse_bare(JParser *p)
 		jerr(p, "unexpected character");
 		return NULL;
 	}
-	text = pnstrdup(p->s + start, p->pos - start);
+	text = jstrdup(p, p->s + start, p->pos - start);
+	if (text == NULL)
+		return NULL;
 	if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
-		n = new_node(RMQ_JSON_BOOL);
+		n = new_node(p, RMQ_JSON_BOOL);
 	else if (strcmp(text, "null") == 0)
-		n = new_node(RMQ_JSON_NULL);
+		n = new_node(p, RMQ_JSON_NULL);
 	else
-		n = new_node(RMQ_JSON_NUMBER);
+		n = new_node(p, RMQ_JSON_NUMBER);
+	if (n == NULL)
+		return NULL;
 	n->str = text;
 	return n;
 }
@@ -222,10 +270,13 @@ parse_bare(JParser *p)
 static RmqJson *
 parse_container(JParser *p, int depth, bool is_object)
 {
-	RmqJson    *n = new_node(is_object ? RMQ_JSON_OBJECT : RMQ_JSON_ARRAY);
-	RmqJson   **tail = &n->child;
+	RmqJson    *n = new_node(p, is_object ? RMQ_JSON_OBJECT : RMQ_JSON_ARRAY);
+	RmqJson   **tail;
 	char		close = is_object ? '}' : ']';
 
+	if (n == NULL)
+		return NULL;
+	tail = &n->child;
 	p->pos++;					/* opening bracket */
 	skip_ws(p);
 	if (p->pos < p->len && p->s[p->pos] == close)
@@ -310,7 +361,9 @@ parse_value(JParser *p, int depth)
 
 		if (s == NULL)
 			return NULL;
-		n = new_node(RMQ_JSON_STRING);
+		n = new_node(p, RMQ_JSON_STRING);
+		if (n == NULL)
+			return NULL;
 		n->str = s;
 		return n;
 	}
@@ -320,8 +373,16 @@ parse_value(JParser *p, int depth)
 RmqJson *
 rmq_json_parse(const char *s, size_t len, char **err)
 {
-	JParser		p = {s, len, 0, NULL};
-	RmqJson    *root = parse_value(&p, 0);
+	JParser		p;
+	RmqJson    *root;
+
+	memset(&p, 0, sizeof(p));
+	p.s = s;
+	p.len = len;
+	p.budget = len * RMQ_JSON_MAX_EXPANSION + POOL_BLOCK;
+	root = parse_value(&p, 0);
+	if (p.scratch.data)
+		pfree(p.scratch.data);
 
 	if (root != NULL)
 	{

@@ -363,36 +363,42 @@ rmq_msg_prop(const RmqMessage *m, const char *key)
 }
 
 /*
- * Room for the next piece of decompressed output.  Output may grow to
- * RMQ_MAX_BODY_LEN + 1 bytes: that one byte past the limit is how a body of
- * exactly the limit is told apart from a bomb, and it keeps the room
- * returned here > 0 while out->len <= RMQ_MAX_BODY_LEN, so every call of a
- * decompressor either makes progress or reports why it cannot.  Callers
- * stop as soon as out->len > RMQ_MAX_BODY_LEN and fail.
+ * Room for the next piece of decompressed output, which may grow to limit
+ * + 1 bytes: that one byte past the limit is how a body of exactly the
+ * limit is told apart from a bomb, and it keeps the room returned here > 0
+ * while out->len <= limit, so every call of a decompressor either makes
+ * progress or reports why it cannot.  Callers stop as soon as out->len >
+ * limit and fail.  The buffer grows about twofold, but never past limit + 2
+ * bytes: a bomb may not cost twice the limit.
  */
 #define OUT_CHUNK 65536
 
 static size_t
-out_room(StringInfo out)
+out_room(StringInfo out, size_t limit)
 {
-	int			cap_left = RMQ_MAX_BODY_LEN + 1 - out->len;	/* >= 1 */
+	size_t		cap_left = limit + 1 - out->len;	/* >= 1 */
 
-	if (out->maxlen - out->len - 1 < Min(OUT_CHUNK, cap_left))
-		enlargeStringInfo(out, Min(Max(OUT_CHUNK, out->len), cap_left));
-	return (size_t) Min(out->maxlen - out->len - 1, cap_left);
+	if ((size_t) (out->maxlen - out->len - 1) < Min((size_t) OUT_CHUNK, cap_left))
+	{
+		size_t		grow = Min(Max((size_t) OUT_CHUNK, (size_t) out->len), cap_left);
+
+		out->maxlen = out->len + grow + 1;
+		out->data = repalloc(out->data, out->maxlen);
+	}
+	return Min((size_t) (out->maxlen - out->len - 1), cap_left);
 }
 
 static bool
-body_too_big(StringInfo out, char **err)
+body_too_big(StringInfo out, size_t limit, char **err)
 {
-	if (out->len <= RMQ_MAX_BODY_LEN)
+	if ((size_t) out->len <= limit)
 		return false;
-	*err = psprintf("decompressed body exceeds %d bytes", RMQ_MAX_BODY_LEN);
+	*err = psprintf("decompressed body exceeds %zu bytes", limit);
 	return true;
 }
 
 static bool
-inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
+inflate_zlib(const char *in, size_t inlen, size_t limit, StringInfo out, char **err)
 {
 	z_stream	zs;
 	int			rc;
@@ -408,7 +414,7 @@ inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
 	zs.avail_in = (uInt) inlen;
 	do
 	{
-		uInt		room = (uInt) out_room(out);
+		uInt		room = (uInt) out_room(out, limit);
 
 		zs.next_out = (Bytef *) out->data + out->len;
 		zs.avail_out = room;
@@ -416,9 +422,9 @@ inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
 		out->len += room - zs.avail_out;
 		/* Z_OK means progress was made; with room > 0, Z_BUF_ERROR means
 		 * the input ran out before the end of the stream. */
-	} while (rc == Z_OK && out->len <= RMQ_MAX_BODY_LEN);
+	} while (rc == Z_OK && (size_t) out->len <= limit);
 	inflateEnd(&zs);
-	if (body_too_big(out, err))
+	if (body_too_big(out, limit, err))
 		return false;
 	if (rc != Z_STREAM_END)
 	{
@@ -426,12 +432,11 @@ inflate_zlib(const char *in, size_t inlen, StringInfo out, char **err)
 			: psprintf("zlib body is corrupt (%d)", rc);
 		return false;
 	}
-	out->data[out->len] = '\0';
 	return true;
 }
 
 static bool
-inflate_lz4(const char *in, size_t inlen, StringInfo out, char **err)
+inflate_lz4(const char *in, size_t inlen, size_t limit, StringInfo out, char **err)
 {
 	LZ4F_dctx  *dctx;
 	size_t		pos = 0;
@@ -445,7 +450,7 @@ inflate_lz4(const char *in, size_t inlen, StringInfo out, char **err)
 	do
 	{
 		size_t		srcsz = inlen - pos;
-		size_t		dstsz = out_room(out);
+		size_t		dstsz = out_room(out, limit);
 
 		/* Called with srcsz 0 too: buffered output may still be pending. */
 		rc = LZ4F_decompress(dctx, out->data + out->len, &dstsz, in + pos, &srcsz, NULL);
@@ -459,21 +464,20 @@ inflate_lz4(const char *in, size_t inlen, StringInfo out, char **err)
 		out->len += dstsz;
 		if (srcsz == 0 && dstsz == 0)
 			break;				/* no progress: input exhausted */
-	} while (rc != 0 && out->len <= RMQ_MAX_BODY_LEN);
+	} while (rc != 0 && (size_t) out->len <= limit);
 	LZ4F_freeDecompressionContext(dctx);
-	if (body_too_big(out, err))
+	if (body_too_big(out, limit, err))
 		return false;
 	if (rc != 0)
 	{
 		*err = pstrdup("lz4 body is truncated");
 		return false;
 	}
-	out->data[out->len] = '\0';
 	return true;
 }
 
 static bool
-inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
+inflate_zstd(const char *in, size_t inlen, size_t limit, StringInfo out, char **err)
 {
 	ZSTD_DStream *ds = ZSTD_createDStream();
 	ZSTD_inBuffer ib = {in, inlen, 0};
@@ -490,7 +494,7 @@ inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
 		ZSTD_outBuffer ob;
 		size_t		prev_in = ib.pos;
 
-		ob.size = out_room(out);	/* may move out->data */
+		ob.size = out_room(out, limit);	/* may move out->data */
 		ob.dst = out->data + out->len;
 		ob.pos = 0;
 		rc = ZSTD_decompressStream(ds, &ob, &ib);
@@ -504,16 +508,15 @@ inflate_zstd(const char *in, size_t inlen, StringInfo out, char **err)
 		if (ob.pos == 0 && ib.pos == prev_in)
 			break;				/* no progress: truncated */
 		/* rc == 0 ends a frame; further input may hold another frame */
-	} while ((rc != 0 || ib.pos < ib.size) && out->len <= RMQ_MAX_BODY_LEN);
+	} while ((rc != 0 || ib.pos < ib.size) && (size_t) out->len <= limit);
 	ZSTD_freeDStream(ds);
-	if (body_too_big(out, err))
+	if (body_too_big(out, limit, err))
 		return false;
 	if (rc != 0)
 	{
 		*err = pstrdup("zstd body is truncated");
 		return false;
 	}
-	out->data[out->len] = '\0';
 	return true;
 }
 
@@ -521,21 +524,32 @@ bool
 rmq_decompress(int32 sysflag, const char *in, size_t inlen,
 			   char **out, size_t *outlen, char **err)
 {
+	return rmq_decompress_limited(sysflag, in, inlen, RMQ_MAX_BODY_LEN, out, outlen, err);
+}
+
+bool
+rmq_decompress_limited(int32 sysflag, const char *in, size_t inlen, size_t limit,
+					   char **out, size_t *outlen, char **err)
+{
 	StringInfoData buf;
 	bool		ok;
 
-	initStringInfo(&buf);
+	buf.data = palloc(1);
+	buf.maxlen = 1;
+	buf.len = 0;
+	buf.cursor = 0;
+	limit = Min(limit, (size_t) RMQ_MAX_BODY_LEN);
 	switch (sysflag & RMQ_SYSFLAG_COMPRESSION_MASK)
 	{
 		case 0:					/* old clients set only the compressed bit */
 		case RMQ_COMPRESSION_ZLIB:
-			ok = inflate_zlib(in, inlen, &buf, err);
+			ok = inflate_zlib(in, inlen, limit, &buf, err);
 			break;
 		case RMQ_COMPRESSION_LZ4:
-			ok = inflate_lz4(in, inlen, &buf, err);
+			ok = inflate_lz4(in, inlen, limit, &buf, err);
 			break;
 		case RMQ_COMPRESSION_ZSTD:
-			ok = inflate_zstd(in, inlen, &buf, err);
+			ok = inflate_zstd(in, inlen, limit, &buf, err);
 			break;
 		default:
 			*err = psprintf("unknown compression type 0x%x",
@@ -547,7 +561,9 @@ rmq_decompress(int32 sysflag, const char *in, size_t inlen,
 		pfree(buf.data);
 		return false;
 	}
-	*out = buf.data;
+	/* Keep what the body needs, not what growing it left over. */
+	*out = repalloc(buf.data, buf.len + 1);
+	(*out)[buf.len] = '\0';
 	*outlen = buf.len;
 	return true;
 }
@@ -571,8 +587,8 @@ rmq_compress_zlib(const char *in, size_t inlen, StringInfo out)
  * records can no longer be trusted to be aligned (bad magic).
  */
 static bool
-decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, char **err,
-		   bool *fatal)
+decode_one(const unsigned char *p, size_t end, bool check_crc, size_t budget, RmqMessage *m,
+		   char **err, bool *fatal)
 {
 	Reader		r = {p, 4, end, true};
 	uint32		magic;
@@ -650,8 +666,17 @@ decode_one(const unsigned char *p, size_t end, bool check_crc, RmqMessage *m, ch
 		char	   *out;
 		size_t		outlen;
 
-		if (!rmq_decompress(m->sysflag, m->body, m->body_len, &out, &outlen, err))
+		if (!rmq_decompress_limited(m->sysflag, m->body, m->body_len, budget, &out, &outlen, err))
+		{
+			/* Past the answer's budget, not the body's own limit: fatal. */
+			if (budget < RMQ_MAX_BODY_LEN && strstr(*err, "exceeds"))
+			{
+				*err = psprintf("decompressed bodies of one pull answer exceed %zu bytes",
+								RMQ_MAX_ANSWER_BODIES);
+				*fatal = true;
+			}
 			return false;
+		}
 		m->body = out;
 		m->body_len = (uint32) outlen;
 	}
@@ -799,7 +824,8 @@ rmq_decode_messages(const char *buf, size_t len, int flags,
 							total, len - pos);
 			return false;
 		}
-		if (!decode_one(p + pos, total, (flags & RMQ_DECODE_CHECK_CRC) != 0, &m, err, &fatal))
+		if (!decode_one(p + pos, total, (flags & RMQ_DECODE_CHECK_CRC) != 0,
+						RMQ_MAX_ANSWER_BODIES - bodies, &m, err, &fatal))
 		{
 			if (fatal || !(flags & RMQ_DECODE_KEEP_DAMAGED))
 				return false;

@@ -5,17 +5,34 @@
  */
 #include "rmq_codec.h"
 
-static bool
-fill_queue(RmqJson *q, RmqQueueData *qd)
+/* A number of the route in [0, max], or -1. */
+static int32
+route_int(RmqJson *o, const char *key, int32 max)
 {
 	int64		v;
 
+	if (!rmq_json_get_int64(o, key, &v) || v < 0 || v > max)
+		return -1;
+	return (int32) v;
+}
+
+static bool
+fill_queue(RmqJson *q, RmqQueueData *qd, char **err)
+{
 	qd->broker_name = (char *) rmq_json_get_str(q, "brokerName");
 	if (qd->broker_name == NULL)
 		return false;
-	qd->read_queue_nums = rmq_json_get_int64(q, "readQueueNums", &v) && v >= 0 && v <= 65535 ? (int32) v : 0;
-	qd->write_queue_nums = rmq_json_get_int64(q, "writeQueueNums", &v) && v >= 0 && v <= 65535 ? (int32) v : 0;
-	qd->perm = rmq_json_get_int64(q, "perm", &v) ? (int32) v : 0;
+	qd->read_queue_nums = route_int(q, "readQueueNums", RMQ_MAX_BROKER_QUEUES);
+	qd->write_queue_nums = route_int(q, "writeQueueNums", RMQ_MAX_BROKER_QUEUES);
+	qd->perm = route_int(q, "perm", PG_INT32_MAX);
+	if (qd->read_queue_nums < 0 || qd->write_queue_nums < 0)
+	{
+		*err = psprintf("broker \"%s\" has queue counts outside [0, %d]",
+						qd->broker_name, RMQ_MAX_BROKER_QUEUES);
+		return false;
+	}
+	if (qd->perm < 0)
+		qd->perm = 0;
 	return true;
 }
 
@@ -30,15 +47,28 @@ fill_broker(RmqJson *b, RmqBrokerData *bd)
 	return bd->name != NULL;
 }
 
+/*
+ * A route is read as hostile input: its arrays are bounded before anything
+ * is sized from them, every queue count is bounded, and a broker named twice
+ * is refused (which entry would be right?).
+ */
 bool
 rmq_parse_route(const char *json, size_t len, RmqRoute *route, char **err)
 {
-	RmqJson    *root = rmq_json_parse(json, len, err);
+	RmqJson    *root;
 	RmqJson    *bds,
 			   *qds;
 	int			i;
+	int64		reads = 0,
+				writes = 0;
 
 	memset(route, 0, sizeof(*route));
+	if (len > RMQ_MAX_ROUTE_JSON)
+	{
+		*err = psprintf("route data of %zu bytes exceeds %d", len, RMQ_MAX_ROUTE_JSON);
+		return false;
+	}
+	root = rmq_json_parse(json, len, err);
 	if (root == NULL)
 		return false;
 	bds = rmq_json_get(root, "brokerDatas");
@@ -48,18 +78,55 @@ rmq_parse_route(const char *json, size_t len, RmqRoute *route, char **err)
 		*err = pstrdup("route data lacks brokerDatas or queueDatas");
 		return false;
 	}
+	if (bds->nchildren > RMQ_MAX_ROUTE_BROKERS || qds->nchildren > RMQ_MAX_ROUTE_BROKERS)
+	{
+		*err = psprintf("route data lists %d brokers and %d queue entries; at most %d of each are accepted",
+						bds->nchildren, qds->nchildren, RMQ_MAX_ROUTE_BROKERS);
+		return false;
+	}
 	route->brokers = palloc0(sizeof(RmqBrokerData) * Max(bds->nchildren, 1));
 	i = 0;
 	for (RmqJson *b = bds->child; b; b = b->next)
 		if (fill_broker(b, &route->brokers[i]))
+		{
+			for (int j = 0; j < i; j++)
+				if (strcmp(route->brokers[j].name, route->brokers[i].name) == 0)
+				{
+					*err = psprintf("route data lists broker \"%s\" twice", route->brokers[i].name);
+					return false;
+				}
 			i++;
+		}
 	route->nbrokers = i;
 	route->queues = palloc0(sizeof(RmqQueueData) * Max(qds->nchildren, 1));
 	i = 0;
 	for (RmqJson *q = qds->child; q; q = q->next)
-		if (fill_queue(q, &route->queues[i]))
-			i++;
+	{
+		*err = NULL;
+		if (!fill_queue(q, &route->queues[i], err))
+		{
+			if (*err)
+				return false;
+			continue;
+		}
+		for (int j = 0; j < i; j++)
+			if (strcmp(route->queues[j].broker_name, route->queues[i].broker_name) == 0)
+			{
+				*err = psprintf("route data lists the queues of broker \"%s\" twice",
+								route->queues[i].broker_name);
+				return false;
+			}
+		reads += route->queues[i].read_queue_nums;
+		writes += route->queues[i].write_queue_nums;
+		i++;
+	}
 	route->nqueues = i;
+	if (reads > RMQ_MAX_TOPIC_QUEUES || writes > RMQ_MAX_TOPIC_QUEUES)
+	{
+		*err = psprintf("route data gives the topic " INT64_FORMAT " read and " INT64_FORMAT " write queues; at most %d are accepted",
+						reads, writes, RMQ_MAX_TOPIC_QUEUES);
+		return false;
+	}
 	return true;
 }
 
@@ -67,17 +134,29 @@ rmq_parse_route(const char *json, size_t len, RmqRoute *route, char **err)
 bool
 rmq_parse_cluster_info(const char *json, size_t len, RmqRoute *route, char **err)
 {
-	RmqJson    *root = rmq_json_parse(json, len, err);
+	RmqJson    *root;
 	RmqJson    *tab;
 	int			i = 0;
 
 	memset(route, 0, sizeof(*route));
+	if (len > RMQ_MAX_ROUTE_JSON)
+	{
+		*err = psprintf("cluster info of %zu bytes exceeds %d", len, RMQ_MAX_ROUTE_JSON);
+		return false;
+	}
+	root = rmq_json_parse(json, len, err);
 	if (root == NULL)
 		return false;
 	tab = rmq_json_get(root, "brokerAddrTable");
 	if (tab == NULL || tab->type != RMQ_JSON_OBJECT)
 	{
 		*err = pstrdup("cluster info lacks brokerAddrTable");
+		return false;
+	}
+	if (tab->nchildren > RMQ_MAX_ROUTE_BROKERS)
+	{
+		*err = psprintf("cluster info lists %d brokers; at most %d are accepted",
+						tab->nchildren, RMQ_MAX_ROUTE_BROKERS);
 		return false;
 	}
 	route->brokers = palloc0(sizeof(RmqBrokerData) * Max(tab->nchildren, 1));

@@ -59,6 +59,9 @@ rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_
 	}
 	if (!ctx->filter.all || c->chunk <= 0)
 		return;
+	/* Answers that come early wait in memory: bound what may wait. */
+	if (ctx->held >= RMQ_MAX_HELD_BYTES)
+		return;
 	while (c->npend < RMQ_MAX_INFLIGHT && c->issued < Min(c->until, c->broker_max))
 		send_one(ctx, conn, c, c->issued,
 				 (int32) Min(Min(c->until, c->broker_max) - c->issued, c->chunk), 0);
@@ -75,25 +78,52 @@ rmq_cursor_owns(const RmqCursor *c, int32 opaque)
 
 static void handle_one(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp);
 
+/* What an arrived answer costs while it waits its turn. */
+static int64
+held_size(const RmqCommand *resp)
+{
+	return (int64) resp->body_len + 1024;
+}
+
+/* Forget the cursor's pulls from pend[from] on, and what they held. */
+static void
+drop_from(RmqPullCtx *ctx, RmqCursor *c, int from)
+{
+	for (int i = from; i < c->npend; i++)
+		if (c->pend[i].arrived)
+			ctx->held -= held_size(&c->pend[i].resp);
+	c->npend = from;
+}
+
+void
+rmq_cursor_drop(RmqPullCtx *ctx, RmqCursor *c)
+{
+	drop_from(ctx, c, 0);
+	c->inflight = false;
+	c->issued = c->next;
+}
+
 bool
 rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 {
 	for (int i = 0; i < c->npend; i++)
-		if (c->pend[i].opaque == resp->opaque)
+		if (c->pend[i].opaque == resp->opaque && !c->pend[i].arrived)
 		{
 			c->pend[i].arrived = true;
 			c->pend[i].resp = *resp;
+			ctx->held += held_size(resp);
 		}
 	/* Use answers in offset order; a wrong prediction voids the rest. */
 	while (c->npend > 0 && c->pend[0].arrived)
 	{
 		RmqPending	p = c->pend[0];
 
+		ctx->held -= held_size(&p.resp);
 		memmove(&c->pend[0], &c->pend[1], sizeof(RmqPending) * (c->npend - 1));
 		c->npend--;
 		if (p.offset != c->next)
 		{
-			c->npend = 0;
+			drop_from(ctx, c, 0);
 			break;
 		}
 		handle_one(ctx, c, &p.resp);
@@ -105,14 +135,14 @@ rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp)
 		else if (p.resp.code == RMQ_SUCCESS && c->chunk == 0)
 			c->chunk = p.count;
 		if (c->npend > 0 && c->pend[0].offset != c->next)
-			c->npend = 0;		/* later answers are for the wrong offsets */
+			drop_from(ctx, c, 0);	/* later answers are for the wrong offsets */
 	}
+	if (c->done)
+		drop_from(ctx, c, 0);
 	c->inflight = c->npend > 0;
 	c->opaque = c->npend > 0 ? c->pend[0].opaque : 0;
 	if (c->npend == 0)
 		c->issued = c->next;
-	if (c->done)
-		c->npend = 0, c->inflight = false;
 	for (int i = 0; i < c->npend; i++)
 		if (c->pend[i].arrived)
 			return true;

@@ -14,6 +14,12 @@
  * wrong prediction (a gap, a short answer) drops the rest.
  */
 #define RMQ_MAX_INFLIGHT 4
+/*
+ * Answers that arrive before their turn wait in memory; while they hold
+ * this much, no further pull is sent ahead of need.  Real answers are at
+ * most a few MiB, and a hostile broker's at most 16 MiB each.
+ */
+#define RMQ_MAX_HELD_BYTES ((int64) 64 * 1024 * 1024)
 
 typedef struct RmqPending
 {
@@ -65,6 +71,7 @@ typedef struct RmqPullCtx
 	 */
 	bool		(*on_damaged) (struct RmqPullCtx *ctx, RmqCursor *c, const RmqMessage *m);
 	void	   *arg;
+	int64		held;			/* bytes of answers waiting their turn */
 } RmqPullCtx;
 
 extern void rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 max_suspend_ms);
@@ -72,5 +79,7 @@ extern void rmq_cursor_send(RmqPullCtx *ctx, RmqConn *conn, RmqCursor *c, int64 
 extern bool rmq_cursor_owns(const RmqCursor *c, int32 opaque);
 /* Use an answer; true if the cursor still holds unprocessed answers. */
 extern bool rmq_cursor_handle(RmqPullCtx *ctx, RmqCursor *c, const RmqCommand *resp);
+/* Forget the cursor's pulls in flight (their answers will be dropped). */
+extern void rmq_cursor_drop(RmqPullCtx *ctx, RmqCursor *c);
 
 #endif

@@ -219,9 +219,10 @@ publish_queues(RmqRoute *route, int *n)
 
 	memcpy(qs, route->queues, sizeof(RmqQueueData) * route->nqueues);
 	qsort(qs, route->nqueues, sizeof(RmqQueueData), cmp_qd);
+	/* The route parser bounds these: at most RMQ_MAX_TOPIC_QUEUES in all. */
 	for (int i = 0; i < route->nqueues; i++)
 		total += qs[i].write_queue_nums;
-	out = palloc(sizeof(PubQueue) * Max(total, 1));
+	out = palloc(mul_size(sizeof(PubQueue), Max(total, 1)));
 	*n = 0;
 	for (int i = 0; i < route->nqueues; i++)
 	{

@@ -40,6 +40,12 @@
  */
 #define ROUTE_CHECK_MS 5000
 #define BATCH_HISTORY 1000
+/*
+ * A batch also closes once it holds this much memory (answers, decoded
+ * messages): batch_bytes counts bodies only, and a peer sending answers of
+ * large properties and tiny bodies must not grow a worker without end.
+ */
+#define BATCH_MEMORY_MAX ((Size) 256 * 1024 * 1024)
 
 typedef struct Stream
 {
@@ -89,6 +95,7 @@ typedef struct Stream
 	int		   *down_failures;
 	uint64		batches;
 	bool		replan;			/* the route changed: run again, at once */
+	RmqPullCtx *pull;
 } Stream;
 
 static int64
@@ -164,6 +171,8 @@ load_stream(Stream *s, MemoryContext cxt)
 	{
 		char	   *schema = spi_text(0, 1);
 
+		/* Known before anything else can fail, so the error can be recorded. */
+		s->schema = MemoryContextStrdup(cxt, schema);
 		spi_exec(psprintf("SELECT topic, consumer_group, target, format, handler::oid, start_from, "
 						  "(extract(epoch FROM start_time) * 1000)::bigint, start_offsets, force_specific, "
 						  "parallelism, queue_map, options, state, generation "
@@ -181,7 +190,6 @@ load_stream(Stream *s, MemoryContext cxt)
 			Jsonb	   *o;
 
 			old = MemoryContextSwitchTo(cxt);
-			s->schema = pstrdup(schema);
 			s->topic = pstrdup(spi_text(0, 1));
 			s->group = pstrdup(spi_text(0, 2));
 			s->target = pstrdup(spi_text(0, 3));
@@ -252,9 +260,10 @@ plan_queues(Stream *s, RmqCursor **out)
 	int			n = 0,
 				k = 0;
 
+	/* The route parser bounds these: at most RMQ_MAX_TOPIC_QUEUES in all. */
 	for (int i = 0; i < route->nqueues; i++)
 		n += route->queues[i].read_queue_nums;
-	all = palloc0(sizeof(RmqCursor) * Max(n, 1));
+	all = palloc0(mul_size(sizeof(RmqCursor), Max(n, 1)));
 	n = 0;
 	for (int i = 0; i < route->nqueues; i++)
 	{
@@ -275,7 +284,7 @@ plan_queues(Stream *s, RmqCursor **out)
 		}
 	}
 	qsort(all, n, sizeof(RmqCursor), cmp_queue);
-	mine = palloc0(sizeof(RmqCursor) * Max(n, 1));
+	mine = palloc0(mul_size(sizeof(RmqCursor), Max(n, 1)));
 	for (int i = 0; i < n; i++)
 	{
 		const char *mapped = s->queue_map
@@ -869,9 +878,7 @@ broker_down(Stream *s, RmqConn **conns, const char *addr, MemoryContext cxt)
 		if (strcmp(c->addr, addr) != 0)
 			continue;
 		conns[j] = NULL;
-		c->npend = 0;
-		c->inflight = false;
-		c->issued = c->next;
+		rmq_cursor_drop(s->pull, c);
 		s->down_failures[j] = failures;
 		s->down_until[j] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 	}
@@ -1103,6 +1110,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	ctx.on_loss = on_loss;
 	ctx.on_damaged = on_damaged;
 	ctx.arg = s;
+	s->pull = &ctx;
 	rmq_tag_filter_parse(s->opts.tag_filter, &ctx.filter);
 	batch_cxt = AllocSetContextCreate(stream_cxt, "rocketmq_stream batch", ALLOCSET_DEFAULT_SIZES);
 	last_tick = GetCurrentTimestamp();
@@ -1167,6 +1175,8 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 				reason = "rows";
 			else if (s->bytes >= s->batch_bytes)
 				reason = "bytes";
+			else if (MemoryContextMemAllocated(batch_cxt, true) >= BATCH_MEMORY_MAX)
+				reason = "memory";
 			else if (GetCurrentTimestamp() >= close_at)
 				reason = s->rows > 0 ? "time" : "idle";
 			else if (s->rows > 0 && caught_up(s) &&
@@ -1186,9 +1196,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 			for (int k = 0; k < c->npend; k++)
 				if (c->pend[k].arrived)
 				{
-					c->npend = 0;
-					c->inflight = false;
-					c->issued = c->next;
+					rmq_cursor_drop(&ctx, c);
 					break;
 				}
 		}
@@ -1315,7 +1323,7 @@ rmq_worker_main(Datum arg)
 			break;				/* paused, dropped, reset: the launcher decides */
 		fail = !is_transient(ed->sqlerrcode);
 		if (s.schema == NULL)
-			(void) load_stream(&s, stream_cxt);
+			break;				/* the extension is gone: nothing to run */
 		record_error(&s, ed->message, fail);
 		FreeErrorData(ed);
 		if (fail)

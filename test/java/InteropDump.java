@@ -1,8 +1,11 @@
 /*
  * InteropDump <namesrv> <topic> <group> <expectedCount> <timeoutSec> [<tagExpression>]
  *
- * Reads every queue of the topic from its first offset with the official
- * DefaultLitePullConsumer (assign, seekToBegin, nothing committed) until
+ * Reads every queue of the topic from its first offset to its max offset
+ * with the official client's pull API (DefaultMQPullConsumer: the same
+ * decoding as every Java consumer, PullAPIWrapper.processPullResult, with
+ * each pull retried here until the deadline, so that one failed request on
+ * a fresh channel cannot stall a queue), nothing committed, until
  * expectedCount distinct (queue, offset) pairs arrived, and prints one JSON
  * object per message, sorted by queue and offset, with every field the
  * Java client decodes: the same fields rmq_create_rdd returns, so the TAP
@@ -15,8 +18,9 @@
  * on spaces with empty pieces dropped.  MIN_OFFSET and MAX_OFFSET are left
  * out: the client adds them after a pull, they are not stored.
  *
- * With a tag expression it subscribes instead (the group's offsets start
- * at the first one), as a consumer filtering by tag does.
+ * With a tag expression it subscribes instead (DefaultLitePullConsumer; the
+ * group's offsets start at the first one), as a consumer filtering by tag
+ * does.
  *
  * Exit 1 on timeout (what was read is still printed).
  */
@@ -27,6 +31,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import org.apache.rocketmq.client.consumer.DefaultLitePullConsumer;
+import org.apache.rocketmq.client.consumer.DefaultMQPullConsumer;
+import org.apache.rocketmq.client.consumer.PullResult;
+import org.apache.rocketmq.client.consumer.PullStatus;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.MessageClientExt;
 import org.apache.rocketmq.common.message.MessageExt;
@@ -46,32 +53,35 @@ public class InteropDump {
         int expected = Integer.parseInt(args[3]);
         long deadline = System.nanoTime() + Long.parseLong(args[4]) * 1_000_000_000L;
 
-        DefaultLitePullConsumer c = new DefaultLitePullConsumer(args[2]);
-        c.setNamesrvAddr(args[0]);
-        c.setAutoCommit(false);
-        c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        TreeMap<String, MessageExt> byPos = new TreeMap<>();
         if (args.length == 6) {
+            DefaultLitePullConsumer c = new DefaultLitePullConsumer(args[2]);
+            c.setNamesrvAddr(args[0]);
+            c.setAutoCommit(false);
+            c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
             c.subscribe(topic, args[5]);
             c.start();
+            while (byPos.size() < expected && System.nanoTime() < deadline)
+                for (MessageExt m : c.poll(200)) byPos.put(key(m), m);
         } else {
+            DefaultMQPullConsumer c = new DefaultMQPullConsumer(args[2]);
+            c.setNamesrvAddr(args[0]);
             c.start();
-            List<MessageQueue> mqs = new ArrayList<>(c.fetchMessageQueues(topic));
-            c.assign(mqs);
-            for (MessageQueue mq : mqs)
-                for (;;) {
-                    try {
-                        c.seekToBegin(mq);
-                        break;
-                    } catch (Exception e) {
-                        if (System.nanoTime() >= deadline) throw e;
-                        Thread.sleep(200);
-                    }
+            List<MessageQueue> mqs = new ArrayList<>(retry(deadline, () -> c.fetchSubscribeMessageQueues(topic)));
+            for (MessageQueue mq : mqs) {
+                // An empty BatchCQ queue says -1.
+                long offset = Math.max(0, retry(deadline, () -> c.minOffset(mq)));
+                long max = retry(deadline, () -> c.maxOffset(mq));
+                while (offset < max && System.nanoTime() < deadline) {
+                    final long from = offset;
+                    PullResult r = retry(deadline, () -> c.pull(mq, "*", from, 32));
+                    if (r.getPullStatus() == PullStatus.FOUND)
+                        for (MessageExt m : r.getMsgFoundList()) byPos.put(key(m), m);
+                    if (r.getNextBeginOffset() <= offset) break;
+                    offset = r.getNextBeginOffset();
                 }
+            }
         }
-        TreeMap<String, MessageExt> byPos = new TreeMap<>();
-        while (byPos.size() < expected && System.nanoTime() < deadline)
-            for (MessageExt m : c.poll(200))
-                byPos.put(String.format("%s/%08d/%019d", m.getBrokerName(), m.getQueueId(), m.getQueueOffset()), m);
         StringBuilder sb = new StringBuilder();
         for (MessageExt m : byPos.values()) sb.append(json(m)).append('\n');
         System.out.write(InteropTsv.utf8(sb.toString()));
@@ -81,6 +91,27 @@ public class InteropDump {
             Runtime.getRuntime().halt(1);
         }
         Runtime.getRuntime().halt(0);
+    }
+
+    interface Call<T> {
+        T call() throws Exception;
+    }
+
+    /* The client sometimes fails a request on a fresh channel: again, until the deadline. */
+    static <T> T retry(long deadline, Call<T> f) throws Exception {
+        for (;;) {
+            try {
+                return f.call();
+            } catch (Exception e) {
+                if (System.nanoTime() >= deadline) throw e;
+                System.err.println("InteropDump: " + e.getMessage() + "; again");
+                Thread.sleep(200);
+            }
+        }
+    }
+
+    static String key(MessageExt m) {
+        return String.format("%s/%08d/%019d", m.getBrokerName(), m.getQueueId(), m.getQueueOffset());
     }
 
     static String json(MessageExt m) {

@@ -35,6 +35,7 @@ int			n_pass,
 const char *cur_test = "";
 
 void		run_batch_tests(void);	/* test_batch.c */
+void		run_route_tests(void);	/* test_route.c */
 
 static RmqJson *
 jparse(const char *s)
@@ -2036,8 +2037,8 @@ TEST(test_route)
 		const char *j = "{\"brokerDatas\":[{\"brokerAddrs\":{1:\"10.0.0.2:10911\"},\"brokerName\":\"b\","
 		"\"cluster\":\"C\"},42,{\"brokerAddrs\":{0:\"10.0.0.1:10911\"},\"brokerName\":\"a\",\"cluster\":\"C\"},"
 		"{\"cluster\":\"noname\"}],\"filterServerTable\":{},\"queueDatas\":[{\"brokerName\":\"a\",\"perm\":4,"
-		"\"readQueueNums\":2,\"topicSynFlag\":0,\"writeQueueNums\":70000},{\"perm\":6},"
-		"{\"brokerName\":\"b\",\"perm\":6,\"readQueueNums\":-1,\"writeQueueNums\":3}]}";
+		"\"readQueueNums\":2,\"topicSynFlag\":0,\"writeQueueNums\":0},{\"perm\":6},"
+		"{\"brokerName\":\"b\",\"perm\":6,\"readQueueNums\":0,\"writeQueueNums\":3}]}";
 
 		CHECK(rmq_parse_route(j, strlen(j), &r, &err));
 		CHECK_INT(r.nbrokers, 2);
@@ -2051,7 +2052,7 @@ TEST(test_route)
 			CHECK_STR(rmq_route_broker_addr(&r, "b"), NULL);
 			CHECK_INT(r.queues[0].perm, 4);
 			CHECK_INT(r.queues[0].read_queue_nums, 2);
-			CHECK_INT(r.queues[0].write_queue_nums, 0);	/* out of range */
+			CHECK_INT(r.queues[0].write_queue_nums, 0);
 			CHECK_STR(r.queues[1].broker_name, "b");
 			CHECK_INT(r.queues[1].read_queue_nums, 0);
 			CHECK_INT(r.queues[1].write_queue_nums, 3);
@@ -2203,6 +2204,7 @@ main(void)
 	RUN(test_hex);
 	RUN(test_answer_budget);
 	run_batch_tests();
+	run_route_tests();
 
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail == 0 ? 0 : 1;
