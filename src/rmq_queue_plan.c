@@ -1,0 +1,206 @@
+/*
+ * rmq_queue_plan.c — which of the topic's queues a stream worker reads, and
+ * where each starts.  The queues sorted by broker and id are dealt
+ * round-robin over the stream's workers (PreferConsistent) except those the
+ * queue map pins (PreferFixed); the route is asked for again every few
+ * seconds so the plan follows brokers that leave and return.  A queue
+ * starts at its offset stored in PostgreSQL, else the group's on the broker,
+ * else the stream's start strategy, and that start is stored at once.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "rmq_worker.h"
+
+static int
+cmp_queue(const void *a, const void *b)
+{
+	const RmqCursor *x = a,
+			   *y = b;
+	int			c = strcmp(x->broker, y->broker);
+
+	return c != 0 ? c : x->queue_id - y->queue_id;
+}
+
+/*
+ * The queues this worker owns: the readable queues sorted by broker and id,
+ * dealt round-robin over the workers (PreferConsistent), except those the
+ * queue map assigns explicitly (PreferFixed).
+ */
+static int
+plan_queues(Stream *s, RmqCursor **out)
+{
+	RmqRoute   *route = rmq_route(&s->def.opts, s->def.topic, true);
+	RmqCursor  *all;
+	RmqCursor  *mine;
+	int			nmine = 0;
+	int			n = 0,
+				k = 0;
+
+	/* The route parser bounds these: at most RMQ_MAX_TOPIC_QUEUES in all. */
+	for (int i = 0; i < route->nqueues; i++)
+		n += route->queues[i].read_queue_nums;
+	all = palloc0(mul_size(sizeof(RmqCursor), Max(n, 1)));
+	n = 0;
+	for (int i = 0; i < route->nqueues; i++)
+	{
+		const RmqQueueData *qd = &route->queues[i];
+		const char *addr = rmq_route_broker_addr(route, qd->broker_name);
+
+		if (!(qd->perm & RMQ_PERM_READ) || addr == NULL)
+			continue;
+		for (int q = 0; q < qd->read_queue_nums; q++)
+		{
+			all[n].topic = s->def.topic;
+			all[n].broker = pstrdup(qd->broker_name);
+			all[n].queue_id = q;
+			all[n].addr = pstrdup(addr);
+			all[n].until = PG_INT64_MAX;
+			all[n].broker_max = -1;
+			n++;
+		}
+	}
+	qsort(all, n, sizeof(RmqCursor), cmp_queue);
+	mine = palloc0(mul_size(sizeof(RmqCursor), Max(n, 1)));
+	for (int i = 0; i < n; i++)
+	{
+		const char *mapped = s->def.queue_map
+			? rmq_jsonb_text(s->def.queue_map, psprintf("%s/%d", all[i].broker, all[i].queue_id)) : NULL;
+		int			owner = mapped ? atoi(mapped) : (k++) % s->def.parallelism;
+
+		if (owner == s->def.index)
+			mine[nmine++] = all[i];
+	}
+	*out = mine;
+	return nmine;
+}
+
+/* This worker's queues: its share of the topic's readable queues. */
+void
+rmq_plan_assign(Stream *s)
+{
+	s->ncursors = plan_queues(s, &s->cursors);
+}
+
+/*
+ * Does a fresh route give this worker the queues it has?  An unreachable
+ * name server is not a reason to stop pulling from reachable brokers: the
+ * queues stay as they are (a WARNING at most once a minute).  A failed
+ * connection has been discarded by then, so nothing is left busy.
+ */
+bool
+rmq_plan_current(Stream *s)
+{
+	static TimestampTz last_warning = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	/* Called between batches, where the current context is long-lived. */
+	MemoryContext tmp = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream route check",
+											  ALLOCSET_DEFAULT_SIZES);
+	RmqCursor  *volatile now = NULL;
+	volatile int n = -1;
+	bool		current = true;
+
+	MemoryContextSwitchTo(tmp);
+	PG_TRY();
+	{
+		RmqCursor  *got;
+
+		n = plan_queues(s, &got);
+		now = got;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+		{
+			MemoryContextDelete(tmp);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		if (TimestampDifferenceExceeds(last_warning, GetCurrentTimestamp(), 60000))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("stream \"%s\" could not refresh the route of topic \"%s\"; it keeps its queues",
+							s->def.name, s->def.topic),
+					 errdetail("%s", ed->message)));
+			last_warning = GetCurrentTimestamp();
+		}
+		FreeErrorData(ed);
+		MemoryContextDelete(tmp);
+		return true;
+	}
+	PG_END_TRY();
+	if (n != s->ncursors)
+		current = false;
+	for (int i = 0; current && i < n; i++)
+		if (now[i].queue_id != s->cursors[i].queue_id || strcmp(now[i].broker, s->cursors[i].broker) != 0 ||
+			strcmp(now[i].addr, s->cursors[i].addr) != 0)
+			current = false;
+	MemoryContextSwitchTo(cxt);
+	MemoryContextDelete(tmp);
+	return current;
+}
+
+/*
+ * Where each queue starts: offsets stored in PostgreSQL, else the group's
+ * offset on the broker (unless force_specific), else the start strategy.
+ * The result is stored at once, so a restart before the first batch does
+ * not move a "latest" start forward.
+ */
+void
+rmq_plan_resolve_starts(Stream *s)
+{
+	Oid			t[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	/* Start offsets are durable whatever the stream's synchronous_commit. */
+	rmq_spi_exec("SET LOCAL synchronous_commit = on", 0, NULL, NULL, false);
+	for (int i = 0; i < s->ncursors; i++)
+	{
+		RmqCursor  *c = &s->cursors[i];
+		Datum		v[5] = {rmq_text_datum(s->def.group), rmq_text_datum(s->def.topic), rmq_text_datum(c->broker),
+		Int32GetDatum(c->queue_id), 0};
+		int64		off = -1;
+
+		rmq_spi_exec(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 AND topic = $2 "
+						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, true);
+		if (SPI_processed == 1)
+		{
+			c->next = strtoll(rmq_spi_text(0, 1), NULL, 10);
+			continue;
+		}
+		if (!s->def.force_specific &&
+			rmq_query_consumer_offset(&s->def.opts, c->addr, s->def.group, s->def.topic, c->broker, c->queue_id, &off))
+			;
+		else if (strcmp(s->def.start_from, "latest") == 0)
+			off = rmq_queue_offset(&s->def.opts, c->addr, RMQ_GET_MAX_OFFSET, s->def.topic, c->broker, c->queue_id);
+		else if (strcmp(s->def.start_from, "timestamp") == 0)
+			off = rmq_search_offset(&s->def.opts, c->addr, s->def.topic, c->broker, c->queue_id, s->def.start_ms);
+		else if (strcmp(s->def.start_from, "offsets") == 0 && s->def.start_offsets &&
+				 rmq_jsonb_text(s->def.start_offsets, psprintf("%s/%d", c->broker, c->queue_id)))
+			off = strtoll(rmq_jsonb_text(s->def.start_offsets, psprintf("%s/%d", c->broker, c->queue_id)), NULL, 10);
+		else
+			off = rmq_queue_offset(&s->def.opts, c->addr, RMQ_GET_MIN_OFFSET, s->def.topic, c->broker, c->queue_id);
+		v[4] = Int64GetDatum(Max(off, 0));
+		/* Not read-only: the SELECT must see what the INSERT just did. */
+		rmq_spi_exec(psprintf("INSERT INTO %s.rmq_offset (consumer_group, topic, broker, queue_id, next_offset) "
+						  "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", s->def.schema), 5, t, v, false);
+		rmq_spi_exec(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 AND topic = $2 "
+						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, false);
+		c->next = strtoll(rmq_spi_text(0, 1), NULL, 10);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}

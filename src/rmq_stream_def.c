@@ -1,0 +1,193 @@
+/*
+ * rmq_stream_def.c — a stream worker's view of its row in rmq_stream: the
+ * definition and options it runs with, whether the stream is still its to
+ * run (not paused, dropped, reset or resumed since it started), and where
+ * it says what went wrong.  Also the SPI helpers every worker file uses.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "rmq_worker.h"
+
+static int64
+opt_int(Jsonb *o, const char *key, int64 def)
+{
+	const char *s = rmq_jsonb_text(o, key);
+
+	return s ? strtoll(s, NULL, 10) : def;
+}
+
+static bool
+opt_bool(Jsonb *o, const char *key, bool def)
+{
+	const char *s = rmq_jsonb_text(o, key);
+
+	return s ? strcmp(s, "true") == 0 : def;
+}
+
+Datum
+rmq_text_datum(const char *s)
+{
+	return CStringGetTextDatum(s);
+}
+
+Datum
+rmq_bytea_datum(const char *p, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), p, len);
+	return PointerGetDatum(b);
+}
+
+/* SPI must be connected.  Runs a query with text/int parameters. */
+int
+rmq_spi_exec(const char *sql, int nargs, Oid *types, Datum *vals, bool readonly)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, vals, NULL, readonly, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI failed (%s) for: %s", SPI_result_code_string(rc), sql);
+	return rc;
+}
+
+char *
+rmq_spi_text(int row, int col)
+{
+	if ((uint64) row >= SPI_processed || SPI_tuptable == NULL)
+		elog(ERROR, "rocketmq_stream: expected a row from SPI, got %d", (int) SPI_processed);
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+/*
+ * Read the stream's definition.  False if it no longer exists, is not
+ * running, or was reset/resumed since this worker started.
+ */
+bool
+rmq_stream_load(Stream *s, MemoryContext cxt)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {rmq_text_datum(s->def.name)};
+	bool		ok = false;
+	MemoryContext old;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_spi_exec("SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
+			 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'rocketmq_stream'",
+			 0, NULL, NULL, true);
+	if (SPI_processed == 1)
+	{
+		char	   *schema = rmq_spi_text(0, 1);
+
+		/* Known before anything else can fail, so the error can be recorded. */
+		s->def.schema = MemoryContextStrdup(cxt, schema);
+		rmq_spi_exec(psprintf("SELECT topic, consumer_group, target, format, handler::oid, start_from, "
+						  "(extract(epoch FROM start_time) * 1000)::bigint, start_offsets, force_specific, "
+						  "parallelism, queue_map, options, state, generation "
+						  "FROM %s.rmq_stream WHERE name = $1", schema),
+				 1, t, v, true);
+		if (SPI_processed == 1 && strcmp(rmq_spi_text(0, 13), "running") == 0 &&
+			atoi(rmq_spi_text(0, 14)) == s->def.generation)
+		{
+			char	   *fmt = rmq_spi_text(0, 4);
+			char	   *so = rmq_spi_text(0, 8);
+			char	   *qm = rmq_spi_text(0, 11);
+			char	   *opts = rmq_spi_text(0, 12);
+			char	   *h = rmq_spi_text(0, 5);
+			char	   *st = rmq_spi_text(0, 7);
+			Jsonb	   *o;
+
+			old = MemoryContextSwitchTo(cxt);
+			s->def.topic = pstrdup(rmq_spi_text(0, 1));
+			s->def.group = pstrdup(rmq_spi_text(0, 2));
+			s->def.target = pstrdup(rmq_spi_text(0, 3));
+			s->def.fmt = strcmp(fmt, "json") == 0 ? RMQ_FORMAT_JSON
+				: strcmp(fmt, "handler") == 0 ? RMQ_FORMAT_HANDLER : RMQ_FORMAT_MESSAGE;
+			s->def.handler = h ? (Oid) strtoul(h, NULL, 10) : InvalidOid;
+			s->def.start_from = pstrdup(rmq_spi_text(0, 6));
+			s->def.start_ms = st ? strtoll(st, NULL, 10) : 0;
+			s->def.start_offsets = so ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(so))) : NULL;
+			s->def.force_specific = strcmp(rmq_spi_text(0, 9), "t") == 0;
+			s->def.parallelism = atoi(rmq_spi_text(0, 10));
+			s->def.queue_map = qm ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(qm))) : NULL;
+			o = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opts)));
+			rmq_options_init(&s->def.opts, NULL);
+			if (rmq_jsonb_text(o, "namesrv_addr"))
+				s->def.opts.namesrv_addr = pstrdup(rmq_jsonb_text(o, "namesrv_addr"));
+			s->def.opts.pull_batch_size = (int) opt_int(o, "pull_batch_size", s->def.opts.pull_batch_size);
+			s->def.opts.request_timeout_ms = (int) opt_int(o, "request_timeout", s->def.opts.request_timeout_ms);
+			s->def.opts.check_crc = opt_bool(o, "check_crc", s->def.opts.check_crc);
+			s->def.opts.fail_on_data_loss = opt_bool(o, "fail_on_data_loss", true);
+			s->def.opts.tag_filter = rmq_jsonb_text(o, "tag_filter") ? pstrdup(rmq_jsonb_text(o, "tag_filter")) : NULL;
+			s->def.batch_rows = Max(opt_int(o, "batch_rows", 10000), 1);
+			s->def.batch_bytes = Max(opt_int(o, "batch_bytes", 16 * 1024 * 1024), 1);
+			s->def.batch_interval = (int) Max(opt_int(o, "batch_interval", 1000), 1);
+			s->def.batch_linger = (int) Max(opt_int(o, "batch_linger", 10), 0);
+			s->def.opts.pull_timeout_ms = (int) opt_int(o, "pull_timeout", s->def.opts.pull_timeout_ms);
+			s->def.max_rate = (double) opt_int(o, "max_rate_per_queue", 0);
+			s->def.auto_commit = opt_bool(o, "auto_commit", false);
+			/*
+			 * Off unless asked otherwise, like a subscription's apply worker,
+			 * and for the same reason: what a crash takes back is read again.
+			 */
+			s->def.synchronous_commit = pstrdup(rmq_jsonb_text(o, "synchronous_commit")
+											? rmq_jsonb_text(o, "synchronous_commit") : "off");
+			s->def.on_error = pstrdup(rmq_jsonb_text(o, "on_error") ? rmq_jsonb_text(o, "on_error") : "fail");
+			MemoryContextSwitchTo(old);
+			ok = true;
+		}
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return ok;
+}
+
+/* Is the stream still running, in the generation this worker was started for? */
+bool
+rmq_stream_current(Stream *s)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {rmq_text_datum(s->def.name)};
+	bool		current;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_spi_exec(psprintf("SELECT state = 'running' AND generation = %d FROM %s.rmq_stream WHERE name = $1",
+					  s->def.generation, s->def.schema), 1, t, v, true);
+	current = SPI_processed == 1 && strcmp(rmq_spi_text(0, 1), "t") == 0;
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	return current;
+}
+
+/* Record an error in the stream row; a permanent one fails the stream. */
+void
+rmq_stream_record_error(Stream *s, const char *msg, bool fail)
+{
+	Oid			t[2] = {TEXTOID, TEXTOID};
+	Datum		v[2] = {rmq_text_datum(s->def.name), rmq_text_datum(msg)};
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now()%s "
+					  "WHERE name = $1 AND generation = %d",
+					  s->def.schema ? s->def.schema : "public", fail ? ", state = 'failed'" : "", s->def.generation),
+			 2, t, v, false);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}

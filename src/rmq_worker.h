@@ -1,0 +1,118 @@
+/*
+ * rmq_worker.h — what a stream's ingest worker knows, shared by the files
+ * that make it up:
+ *
+ *   rmq_stream_def.c   the stream's row: definition and options, whether it
+ *                      is still this worker's to run, what went wrong
+ *   rmq_queue_plan.c   which queues are this worker's, and where each starts
+ *   rmq_batch.c        assembling a batch: pulls out on every broker, answers
+ *                      in, brokers that fail sitting out
+ *   rmq_commit.c       committing a batch with its offsets, and the error
+ *                      policy: poison messages, dead letters, what is retried
+ *   rmq_worker.c       the loop, and the worker process around it
+ */
+#ifndef RMQ_WORKER_H
+#define RMQ_WORKER_H
+
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+
+#include "rmq_stream.h"
+
+/* What rmq_stream says about the stream, its options resolved. */
+typedef struct StreamDef
+{
+	const char *name;
+	int			index;			/* this worker's, of parallelism */
+	int32		generation;
+	char	   *schema;			/* the extension's, quoted */
+	char	   *topic;
+	char	   *group;
+	char	   *target;
+	RmqFormat	fmt;
+	Oid			handler;
+	char	   *start_from;
+	int64		start_ms;
+	Jsonb	   *start_offsets;
+	bool		force_specific;
+	int			parallelism;
+	Jsonb	   *queue_map;
+	RmqOptions	opts;
+	int64		batch_rows;
+	int64		batch_bytes;
+	int			batch_interval;
+	int			batch_linger;
+	double		max_rate;
+	bool		auto_commit;
+	char	   *synchronous_commit;
+	char	   *on_error;
+} StreamDef;
+
+/* One of the worker's queues, beside its cursor (same index). */
+typedef struct QueueState
+{
+	int64		from;			/* its offset when the batch began */
+	int64		stop_at;		/* under on_error = fail: nothing from here on */
+	double		tokens;			/* rate limiter */
+	TimestampTz down_until;		/* its broker could not be reached: not before */
+	int			down_failures;
+	RmqConn    *conn;
+} QueueState;
+
+/* The batch being assembled and committed. */
+typedef struct Batch
+{
+	RmqBatchMsg *msgs;
+	int			nmsgs;
+	int			msgs_cap;
+	int64		rows;
+	int64		bytes;
+	TimestampTz first_row_at;
+	StringInfoData lost;		/* JSON objects of skipped lost ranges */
+	char	   *poison;			/* under on_error = fail: what stopped us */
+	RmqBatchMsg *damaged;		/* messages that did not decode, set aside */
+	int			ndamaged;
+} Batch;
+
+typedef struct Stream
+{
+	StreamDef	def;
+	/* the plan: this worker's queues */
+	RmqCursor  *cursors;
+	QueueState *qs;
+	int			ncursors;
+	RmqPullCtx	pull;
+	Batch		batch;
+	TimestampTz last_tick;		/* rate limiter's last refill */
+	uint64		batches;
+	bool		replan;			/* the route changed: run again, at once */
+} Stream;
+
+/* rmq_stream_def.c */
+extern int	rmq_spi_exec(const char *sql, int nargs, Oid *types, Datum *vals, bool readonly);
+extern char *rmq_spi_text(int row, int col);
+extern Datum rmq_text_datum(const char *s);
+extern Datum rmq_bytea_datum(const char *p, size_t len);
+extern bool rmq_stream_load(Stream *s, MemoryContext cxt);
+extern bool rmq_stream_current(Stream *s);
+extern void rmq_stream_record_error(Stream *s, const char *msg, bool fail);
+
+/* rmq_queue_plan.c */
+extern void rmq_plan_assign(Stream *s);
+extern bool rmq_plan_current(Stream *s);
+extern void rmq_plan_resolve_starts(Stream *s);
+
+/* rmq_batch.c */
+extern void rmq_batch_init(Stream *s);
+extern const char *rmq_batch_fill(Stream *s, MemoryContext batch_cxt, TimestampTz close_at);
+extern bool rmq_batch_settle(Stream *s);
+
+/* rmq_commit.c */
+extern bool rmq_error_is_transient(int code);
+extern bool rmq_commit_batch(Stream *s, TimestampTz started, const char *reason);
+
+/* rmq_worker.c */
+extern void rmq_worker_wait(long ms);
+extern long rmq_backoff_ms(int failures);
+
+#endif
