@@ -45,11 +45,11 @@ Modes:
                         nothing else
   foreign_opaque_flood  1 MiB response frames with another opaque, nonstop
   oneway_flood          61-byte oneway request frames (code 40), nonstop
-  bomb_answer           a pull (11) answered with 5 zlib records of 64 MiB of
-                        zeros each: over the 256 MiB per-answer budget of
-                        decompressed bodies (RMQ_MAX_ANSWER_BODIES) by one,
-                        each at the 64 MiB per-body limit (RMQ_MAX_BODY_LEN);
-                        other requests are answered plausibly
+  bomb_answer           a pull (11) answered with --bomb-records (default 5)
+                        zlib records of 64 MiB of zeros each, the per-body
+                        limit (RMQ_MAX_BODY_LEN): 4 fill the 256 MiB budget of
+                        one answer (RMQ_MAX_ANSWER_BODIES), 5 exceed it; other
+                        requests are answered plausibly
 
 Floods stop after --flood-seconds (default 60) and the whole process exits
 after --lifetime seconds (default 900), so a forgotten fake cannot hog the
@@ -79,7 +79,6 @@ MODES = ("good",) + ROUTE_MODES + FRAME_MODES
 # The client's frame limit (RMQ_MAX_FRAME_LEN): LEN + 4 <= 16 MiB.
 MAX_FRAME_LEN = 16 * 1024 * 1024 - 4
 BOMB_BODY = 64 * 1024 * 1024
-BOMB_RECORDS = 5
 
 args = None
 log_lock = threading.Lock()
@@ -204,8 +203,8 @@ def pull_answer(opaque, ext):
     bounds = {"minOffset": 0, "maxOffset": m, "suggestWhichBrokerId": 0}
     if args.mode == "bomb_answer":
         recs = b"".join(record(topic, qid, off + i, b"", 0x301, bomb_zbody)
-                        for i in range(BOMB_RECORDS))
-        h, b = response(opaque, 0, dict(bounds, nextBeginOffset=off + BOMB_RECORDS), recs, "FOUND")
+                        for i in range(args.bomb_records))
+        h, b = response(opaque, 0, dict(bounds, nextBeginOffset=off + args.bomb_records), recs, "FOUND")
         return h, b, 0
     if off < 0 or off > m:
         h, b = response(opaque, 21, dict(bounds, nextBeginOffset=min(max(off, 0), m)),
@@ -435,6 +434,7 @@ def main():
     ap.add_argument("--on", help="comma-separated request codes the frame-level mode applies to")
     ap.add_argument("--queues", type=int, default=4)
     ap.add_argument("--messages", type=int, default=16, help="stored messages per queue")
+    ap.add_argument("--bomb-records", type=int, default=5)
     ap.add_argument("--flood-seconds", type=float, default=60)
     ap.add_argument("--lifetime", type=float, default=900)
     ap.add_argument("--ready-file")
