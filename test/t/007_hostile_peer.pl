@@ -6,7 +6,8 @@
 # where success is right) within its time limit, (b) the postmaster did not
 # restart and the session still answers, (c) the backend's VmHWM minus an
 # idle session's stays under MEM_BOUND_MB.  Every case prints one report
-# line (diag).  HOSTILE_ONLY=regex runs only the cases whose label matches.
+# line (diag).  HOSTILE_ONLY=regex runs only the cases whose label matches;
+# HOSTILE_PORT (default 41100) and the next port are the fake's.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;

@@ -11,7 +11,8 @@ use Time::HiRes qw(time usleep);
 use Test::More;
 use FindBin;
 
-our $ns_port = 41100;			# the broker listens on $ns_port + 1
+# The name server's port; the broker listens on the next one.
+our $ns_port = $ENV{HOSTILE_PORT} // 41100;
 our $fake_script = "$FindBin::Bin/../fake/fake_peer.py";
 our $fake_log;
 my $fake_pid;
@@ -53,6 +54,8 @@ sub stop_fake
 	waitpid($fake_pid, 0);
 	$fake_pid = undef;
 }
+
+END { stop_fake() }
 
 # A field of /proc/PID/status in kB (VmHWM, VmRSS), undef if gone.
 sub vm_kb
