@@ -144,6 +144,9 @@ CREATE TABLE rmq_stream (
     generation      integer NOT NULL DEFAULT 1,   -- bumped by resume/reset: workers restart
     last_error      text,
     last_error_at   timestamptz,
+    state_since     timestamptz NOT NULL DEFAULT now(),
+    retrying_since  timestamptz,           -- a worker is retrying since then; NULL: none is
+    healthy_since   timestamptz,           -- the last recovery from retrying
     owner           regrole NOT NULL DEFAULT current_user::regrole,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -284,7 +287,9 @@ LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE rmq_stream SET state = new_state,
         generation = generation + CASE WHEN new_state = 'running' THEN 1 ELSE 0 END,
-        last_error = CASE WHEN new_state = 'running' THEN NULL ELSE last_error END
+        last_error = CASE WHEN new_state = 'running' THEN NULL ELSE last_error END,
+        state_since = CASE WHEN state IS DISTINCT FROM new_state THEN now() ELSE state_since END,
+        retrying_since = NULL
     WHERE name = stream_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream "%" does not exist', stream_name USING ERRCODE = 'undefined_object';
@@ -333,7 +338,8 @@ BEGIN
                           start_time = rmq_reset_stream.start_time,
                           start_offsets = rmq_reset_stream.start_offsets,
                           force_specific = rmq_reset_stream.force_specific,
-                          generation = generation + 1, last_error = NULL,
+                          generation = generation + 1, last_error = NULL, retrying_since = NULL,
+                          state_since = CASE WHEN state = 'failed' THEN now() ELSE state_since END,
                           state = CASE WHEN state = 'failed' THEN 'running' ELSE state END
     WHERE rmq_stream.name = rmq_reset_stream.name RETURNING * INTO s;
     IF NOT FOUND THEN
@@ -364,13 +370,24 @@ BEGIN
     WHERE s.name = rmq_alter_stream.name;
 END $$;
 
+-- What a DBA looks at first comes first: which stream and queue, is it
+-- healthy, how far behind, how fast.  health is the stream's: running
+-- streams are 'healthy' or 'retrying' (a worker hit trouble it retries:
+-- broker or name server away, a lost race), else the state.
 CREATE VIEW rmq_stream_status WITH (security_invoker = true) AS
-SELECT s.name AS stream, s.topic, s.consumer_group, o.broker, o.queue_id,
-       o.next_offset, o.broker_max_offset,
+SELECT s.name AS stream, o.broker, o.queue_id,
+       CASE WHEN s.state <> 'running' THEN s.state
+            WHEN s.retrying_since IS NOT NULL THEN 'retrying'
+            ELSE 'healthy' END AS health,
        greatest(o.broker_max_offset - o.next_offset, 0) AS lag,
        r.rate AS messages_per_sec,
        o.updated_at AS last_batch_at,
-       s.state, s.last_error, s.last_error_at
+       o.next_offset, o.broker_max_offset,
+       s.topic, s.consumer_group, s.state,
+       CASE WHEN s.state <> 'running' THEN s.state_since
+            WHEN s.retrying_since IS NOT NULL THEN s.retrying_since
+            ELSE greatest(s.healthy_since, s.state_since) END AS health_since,
+       s.last_error, s.last_error_at
 FROM rmq_stream s
 LEFT JOIN rmq_offset o ON o.consumer_group = s.consumer_group AND o.topic = s.topic
 LEFT JOIN LATERAL (

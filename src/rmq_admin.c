@@ -8,6 +8,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "rmq_client.h"
 #include "rmq_sql.h"
@@ -27,10 +28,13 @@ rmq_queues(PG_FUNCTION_ARGS)
 	RmqOptions	o;
 	RmqRoute   *route;
 	RmqQueueData *qs;
+	MemoryContext per_queue;
 
 	rmq_options_init(&o, PG_NARGS() > 1 && !PG_ARGISNULL(1) ? PG_GETARG_JSONB_P(1) : NULL);
 	InitMaterializedSRF(fcinfo, 0);
 	route = rmq_route(&o, topic, true);
+	/* Each queue's two answers are freed before the next: a route may list 65536. */
+	per_queue = AllocSetContextCreate(CurrentMemoryContext, "rmq_queues answers", ALLOCSET_SMALL_SIZES);
 	/* Same order as the Java client's MessageQueue sort: broker, queue. */
 	qs = palloc(sizeof(RmqQueueData) * Max(route->nqueues, 1));
 	memcpy(qs, route->queues, sizeof(RmqQueueData) * route->nqueues);
@@ -49,11 +53,16 @@ rmq_queues(PG_FUNCTION_ARGS)
 		{
 			Datum		v[4];
 			bool		nulls[4] = {false};
-			int64		min;
+			int64		min,
+						max;
+			MemoryContext old = MemoryContextSwitchTo(per_queue);
 
+			min = rmq_queue_offset(&o, addr, RMQ_GET_MIN_OFFSET, topic, qs[i].broker_name, q);
+			max = rmq_queue_offset(&o, addr, RMQ_GET_MAX_OFFSET, topic, qs[i].broker_name, q);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_queue);
 			v[0] = CStringGetTextDatum(qs[i].broker_name);
 			v[1] = Int32GetDatum(q);
-			min = rmq_queue_offset(&o, addr, RMQ_GET_MIN_OFFSET, topic, qs[i].broker_name, q);
 
 			/*
 			 * A BatchCQ queue that never held a message says -1; offsets
@@ -61,7 +70,7 @@ rmq_queues(PG_FUNCTION_ARGS)
 			 * valid range for the read-everything pattern.
 			 */
 			v[2] = Int64GetDatum(Max(min, 0));
-			v[3] = Int64GetDatum(rmq_queue_offset(&o, addr, RMQ_GET_MAX_OFFSET, topic, qs[i].broker_name, q));
+			v[3] = Int64GetDatum(max);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 		}
 	}

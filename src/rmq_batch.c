@@ -92,19 +92,25 @@ caught_up(Stream *s)
 
 /*
  * Called in PG_CATCH when talking to the broker at addr failed.  If it could
- * not be reached (refused, reset, timed out), its queues sit out with a
- * growing back-off while the other brokers' queues go on: one dead broker
- * of a cluster must not stall a stream until the name server notices (up
- * to 2 minutes for a broker that vanished without closing its sockets).
- * What the batch already holds from it stays.  Other errors propagate.
+ * not be reached (refused, reset, timed out), its queues sit out while the
+ * other brokers' queues go on: one dead broker of a cluster must not stall
+ * a stream until the name server notices (up to 2 minutes for a broker that
+ * vanished without closing its sockets).  A refused or reset connection is
+ * tried again every PROBE_MS: a connect to a broker that is down costs it
+ * nothing, and the queues flow again within that of its return.  A broker
+ * that accepts but does not answer is given a growing back-off, since every
+ * try costs a whole timeout.  What the batch already holds from it stays.
+ * Other errors propagate.
  */
+#define PROBE_MS 250
+
 static void
 broker_down(Stream *s, const char *addr, MemoryContext cxt)
 {
 	ErrorData  *ed;
 	int			failures = 0;
 	long		wait_ms;
-	char	   *msg;
+	int			held;
 
 	MemoryContextSwitchTo(cxt);
 	ed = CopyErrorData();
@@ -116,7 +122,7 @@ broker_down(Stream *s, const char *addr, MemoryContext cxt)
 	for (int j = 0; j < s->ncursors; j++)
 		if (strcmp(s->cursors[j].addr, addr) == 0)
 			failures = Max(failures, s->qs[j].down_failures + 1);
-	wait_ms = rmq_backoff_ms(failures - 1);
+	wait_ms = rmq_conn_timed_out ? rmq_backoff_ms(failures - 1) : PROBE_MS;
 	for (int j = 0; j < s->ncursors; j++)
 	{
 		RmqCursor  *c = &s->cursors[j];
@@ -125,26 +131,48 @@ broker_down(Stream *s, const char *addr, MemoryContext cxt)
 			continue;
 		s->qs[j].conn = NULL;
 		rmq_cursor_drop(&s->pull, c);
+		if (s->qs[j].down_failures == 0)
+			s->qs[j].down_since = GetCurrentTimestamp();
 		s->qs[j].down_failures = failures;
 		s->qs[j].down_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 	}
-	msg = psprintf("broker at %s is unreachable; its queues wait %ld ms, the other brokers' go on: %s",
-				   addr, wait_ms, ed->message);
-	ereport(WARNING,
-			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("stream \"%s\": %s", s->def.name, msg)));
-	rmq_stream_record_error(s, msg, false);
+	if (rmq_warn_due(psprintf("%s %s", s->def.name, ed->message), &held))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("stream \"%s\": broker at %s is unreachable; its queues sit out, the other brokers' go on",
+						s->def.name, addr),
+				 held ? errdetail("%s (%d more times since the last warning)", ed->message, held)
+				 : errdetail("%s", ed->message)));
+	rmq_stream_record_error(s, psprintf("broker at %s is unreachable: %s", addr, ed->message), false);
 	MemoryContextSwitchTo(cxt);
 	FreeErrorData(ed);
 }
 
-/* A broker answered: it is up. */
+/* A broker answered: it is up, and once none is down the stream is healthy. */
 static void
 broker_up(Stream *s, RmqConn *conn)
 {
+	bool		was_down = false;
+	TimestampTz since = 0;
+
 	for (int j = 0; j < s->ncursors; j++)
-		if (s->qs[j].conn == conn)
-			s->qs[j].down_until = 0, s->qs[j].down_failures = 0;
+		if (s->qs[j].conn == conn && s->qs[j].down_failures > 0)
+		{
+			was_down = true;
+			since = s->qs[j].down_since;
+			s->qs[j].down_until = 0;
+			s->qs[j].down_failures = 0;
+		}
+	if (!was_down)
+		return;
+	ereport(LOG,
+			(errmsg("stream \"%s\": broker at %s answers again after %ld ms",
+					s->def.name, rmq_conn_addr(conn),
+					TimestampDifferenceMilliseconds(since, GetCurrentTimestamp()))));
+	for (int j = 0; j < s->ncursors; j++)
+		if (s->qs[j].down_failures > 0)
+			return;
+	rmq_stream_record_healthy(s);
 }
 
 /* Keep cursor i's pulls going, unless its broker fails. */

@@ -260,8 +260,8 @@ rmq_route(const RmqOptions *o, const char *topic, bool refresh)
 	if (resp.code == RMQ_TOPIC_NOT_EXIST)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("RocketMQ topic \"%s\" does not exist", topic),
-				 errdetail("The name server at %s has no route for it.", o->namesrv_addr)));
+				 errmsg("no route for RocketMQ topic \"%s\" from name server %s", topic, o->namesrv_addr),
+				 errdetail("The topic does not exist, or no broker serving it is registered with the name server; a restarting broker registers again within seconds.")));
 	if (resp.code != RMQ_SUCCESS)
 		rmq_broker_error(o->namesrv_addr, "a route request", &resp);
 

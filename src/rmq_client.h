@@ -39,6 +39,9 @@ extern const char *rmq_jsonb_text(Jsonb *obj, const char *key);
 
 typedef struct RmqConn RmqConn;
 
+/* The last connection failure was a timeout, not a refusal or reset. */
+extern bool rmq_conn_timed_out;
+
 extern RmqConn *rmq_conn_get(const char *addr, int timeout_ms);
 extern const char *rmq_conn_addr(RmqConn *c);
 extern int32 rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline);

@@ -296,6 +296,8 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("%s", s->batch.poison),
 				 errhint("Fix the cause, or set on_error to skip or dead_letter with rmq_alter_stream(); then rmq_resume_stream().")));
+	s->committed = true;
+	rmq_stream_record_healthy(s);
 
 	/*
 	 * Advisory copy for the broker's own tools; PostgreSQL stays the truth.
@@ -309,6 +311,7 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 		for (int i = 0; i < s->ncursors; i++)
 		{
 			RmqCursor  *c = &s->cursors[i];
+			MemoryContext cxt = CurrentMemoryContext;
 
 			if (c->next == s->qs[i].from)
 				continue;
@@ -319,8 +322,21 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 			}
 			PG_CATCH();
 			{
-				EmitErrorReport();
+				ErrorData  *ed;
+				int			held;
+
+				MemoryContextSwitchTo(cxt);
+				ed = CopyErrorData();
 				FlushErrorState();
+				/* Advisory: PostgreSQL has the offsets; the next batch sends newer ones. */
+				if (rmq_warn_due(psprintf("%s auto_commit %s", s->def.name, ed->message), &held))
+					ereport(WARNING,
+							(errcode(ed->sqlerrcode),
+							 errmsg("stream \"%s\" could not commit its offsets to the broker (auto_commit)",
+									s->def.name),
+							 held ? errdetail("%s (%d more times since the last warning)", ed->message, held)
+							 : errdetail("%s", ed->message)));
+				FreeErrorData(ed);
 			}
 			PG_END_TRY();
 		}

@@ -61,6 +61,13 @@ struct RmqConn
 
 static void conn_buf_init(StringInfo s, int size);
 
+/*
+ * Was the last connection failure a timeout (a peer that accepted but did
+ * not answer) rather than a refusal or reset?  Retrying a refusal is cheap;
+ * retrying a timeout costs a whole timeout.
+ */
+bool		rmq_conn_timed_out = false;
+
 static RmqConn **conns = NULL;
 static int	nconns = 0;
 static uint64 use_clock = 0;
@@ -148,6 +155,7 @@ conn_wait(RmqConn *c, uint32 events, TimestampTz soft, TimestampTz deadline, con
 				return false;
 			strlcpy(addr, c->addr, sizeof(addr));
 			rmq_conn_discard(c);
+			rmq_conn_timed_out = true;
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("timed out %s RocketMQ at %s", what, addr)));
@@ -156,6 +164,21 @@ conn_wait(RmqConn *c, uint32 events, TimestampTz soft, TimestampTz deadline, con
 		if (rc > 0 && (ev.events & WL_LATCH_SET))
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		/*
+		 * Where interrupts are held (offsets sent to the broker while a
+		 * transaction commits) a cancel or terminate still ends the wait:
+		 * as an error the caller turns into a warning.
+		 */
+		if (QueryCancelPending || ProcDiePending)
+		{
+			char		addr[256];
+
+			strlcpy(addr, c->addr, sizeof(addr));
+			rmq_conn_discard(c);
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceled while %s RocketMQ at %s", what, addr)));
+		}
 		if (rc > 0 && (ev.events & events))
 			return true;
 	}
@@ -170,6 +193,7 @@ conn_fail(RmqConn *c, const char *what, int err)
 
 	strlcpy(addr, c->addr, sizeof(addr));
 	rmq_conn_discard(c);
+	rmq_conn_timed_out = false;
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("could not %s RocketMQ at %s: %s", what, addr,
@@ -544,6 +568,7 @@ rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqComman
 
 			strlcpy(addr, c->addr, sizeof(addr));
 			rmq_conn_discard(c);
+			rmq_conn_timed_out = true;
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("timed out waiting for a response from RocketMQ at %s", addr),

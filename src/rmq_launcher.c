@@ -34,6 +34,13 @@ int			rmq_max_workers = 8;
 
 #define NAPTIME_MS 1000
 #define MAX_SLOTS 256
+/*
+ * A worker that ran this long, or whose stream committed a batch while it
+ * ran, was healthy: if it dies now its restart starts from the first
+ * back-off step again.  Without this, five deaths days apart made every
+ * later one cost the longest back-off.
+ */
+#define HEALTHY_RUN_MS 60000
 
 typedef struct Slot
 {
@@ -43,9 +50,11 @@ typedef struct Slot
 	int32		generation;
 	Oid			owner;
 	BackgroundWorkerHandle *handle;
+	TimestampTz started_at;		/* of the worker now running */
 	TimestampTz retry_at;		/* after a worker stopped: not before */
 	int			restarts;
 	bool		seen;			/* wanted in this round */
+	TimestampTz last_batch;		/* the stream's newest committed batch */
 } Slot;
 
 static Slot slots[MAX_SLOTS];
@@ -102,6 +111,7 @@ start_worker(Slot *sl)
 		sl->handle = NULL;
 		return false;
 	}
+	sl->started_at = GetCurrentTimestamp();
 	return true;
 }
 
@@ -147,6 +157,7 @@ reconcile(void)
 	int		   *par = NULL;
 	int32	   *gens = NULL;
 	Oid		   *owners = NULL;
+	TimestampTz *last_batch = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -159,7 +170,9 @@ reconcile(void)
 						"JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
 						"WHERE e.extname = 'rocketmq_stream'", true, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1 &&
-			SPI_execute(psprintf("SELECT name, parallelism, generation, owner::oid FROM %s.rmq_stream "
+			SPI_execute(psprintf("SELECT name, parallelism, generation, owner::oid, "
+								 "(SELECT b.committed_at FROM %1$s.rmq_batch b WHERE b.stream = s.name "
+								 "ORDER BY b.id DESC LIMIT 1) FROM %1$s.rmq_stream s "
 								 "WHERE state = 'running' ORDER BY name",
 								 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 						true, 0) == SPI_OK_SELECT)
@@ -171,15 +184,19 @@ reconcile(void)
 			par = palloc(sizeof(int) * Max(nrows, 1));
 			gens = palloc(sizeof(int32) * Max(nrows, 1));
 			owners = palloc(sizeof(Oid) * Max(nrows, 1));
+			last_batch = palloc(sizeof(TimestampTz) * Max(nrows, 1));
 			for (int r = 0; r < nrows; r++)
 			{
 				HeapTuple	t = SPI_tuptable->vals[r];
 				TupleDesc	d = SPI_tuptable->tupdesc;
+				bool		isnull;
+				Datum		lb = SPI_getbinval(t, d, 5, &isnull);
 
 				names[r] = pstrdup(SPI_getvalue(t, d, 1));
 				par[r] = atoi(SPI_getvalue(t, d, 2));
 				gens[r] = atoi(SPI_getvalue(t, d, 3));
 				owners[r] = (Oid) strtoul(SPI_getvalue(t, d, 4), NULL, 10);
+				last_batch[r] = isnull ? 0 : DatumGetTimestampTz(lb);
 			}
 			MemoryContextSwitchTo(old);
 		}
@@ -216,6 +233,7 @@ reconcile(void)
 				sl->owner = owners[r];
 			}
 			sl->seen = true;
+			sl->last_batch = last_batch[r];
 		}
 
 	for (int i = 0; i < MAX_SLOTS; i++)
@@ -232,11 +250,15 @@ reconcile(void)
 		}
 		if (sl->handle && GetBackgroundWorkerPid(sl->handle, &pid) == BGWH_STOPPED)
 		{
+			TimestampTz now = GetCurrentTimestamp();
+
 			/* It stopped while its stream still runs: again, after a pause. */
 			pfree(sl->handle);
 			sl->handle = NULL;
-			sl->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   Min(1000 << Min(sl->restarts, 5), 30000));
+			if (sl->last_batch > sl->started_at ||
+				TimestampDifferenceExceeds(sl->started_at, now, HEALTHY_RUN_MS))
+				sl->restarts = 0;
+			sl->retry_at = TimestampTzPlusMilliseconds(now, Min(1000 << Min(sl->restarts, 5), 30000));
 			sl->restarts++;
 		}
 		if (sl->handle == NULL && GetCurrentTimestamp() >= sl->retry_at &&

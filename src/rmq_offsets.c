@@ -40,15 +40,17 @@ static PendingCommit *pending = NULL;
  * errfinish() cleared, and report a warning instead.
  */
 static void
-flush_one(PendingCommit *p)
+flush_one(PendingCommit *p, int timeout_ms)
 {
 	uint32		save_holdoff = InterruptHoldoffCount;
 	uint32		save_cancel_holdoff = QueryCancelHoldoffCount;
 	MemoryContext cxt = CurrentMemoryContext;
+	RmqOptions	o = p->opts;
 
+	o.request_timeout_ms = timeout_ms;
 	PG_TRY();
 	{
-		rmq_update_consumer_offset(&p->opts, p->addr, p->group, p->r.topic, p->r.broker,
+		rmq_update_consumer_offset(&o, p->addr, p->group, p->r.topic, p->r.broker,
 								   p->r.queue_id, p->r.until);
 	}
 	PG_CATCH();
@@ -87,8 +89,31 @@ flush_pending(void)
 		rev = list;
 		list = nx;
 	}
-	for (PendingCommit *p = rev; p; p = p->next)
-		flush_one(p);
+	/*
+	 * Interrupts are held while a transaction commits: one request_timeout
+	 * for them all, and a cancel or terminate cuts them short (rmq_conn
+	 * notices it), so a dead broker cannot hold the session long.  What is
+	 * not sent only leaves the broker's advisory copy behind.
+	 */
+	{
+		TimestampTz deadline = rev ? rmq_deadline(rev->opts.request_timeout_ms) : 0;
+		int			skipped = 0;
+
+		for (PendingCommit *p = rev; p; p = p->next)
+		{
+			long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+			if (left <= 0 || QueryCancelPending || ProcDiePending)
+				skipped++;
+			else
+				flush_one(p, (int) left);
+		}
+		if (skipped > 0)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("%d offset commit(s) to RocketMQ were not sent", skipped),
+					 errdetail("They ran out of time, or the session was cancelled; PostgreSQL has the offsets, the broker's copy is behind.")));
+	}
 }
 
 static void
@@ -258,10 +283,12 @@ rmq_committed_offsets(PG_FUNCTION_ARGS)
 	char	   *topic = rmq_text_arg(fcinfo, 1, "topic");
 	RmqOptions	o;
 	RmqRoute   *route;
+	MemoryContext per_queue;
 
 	rmq_options_init(&o, PG_NARGS() > 2 && !PG_ARGISNULL(2) ? PG_GETARG_JSONB_P(2) : NULL);
 	InitMaterializedSRF(fcinfo, 0);
 	route = rmq_route(&o, topic, true);
+	per_queue = AllocSetContextCreate(CurrentMemoryContext, "rmq_broker_offsets answers", ALLOCSET_SMALL_SIZES);
 	for (int i = 0; i < route->nqueues; i++)
 	{
 		const RmqQueueData *qd = &route->queues[i];
@@ -275,13 +302,16 @@ rmq_committed_offsets(PG_FUNCTION_ARGS)
 			Datum		v[3];
 			bool		nulls[3] = {false};
 			int64		off;
+			bool		found;
+			MemoryContext old = MemoryContextSwitchTo(per_queue);
 
+			found = rmq_query_consumer_offset(&o, addr, group, topic, qd->broker_name, q, &off);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_queue);
 			v[0] = CStringGetTextDatum(qd->broker_name);
 			v[1] = Int32GetDatum(q);
-			if (rmq_query_consumer_offset(&o, addr, group, topic, qd->broker_name, q, &off))
-				v[2] = Int64GetDatum(off);
-			else
-				nulls[2] = true;
+			v[2] = Int64GetDatum(found ? off : 0);
+			nulls[2] = !found;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
 		}
 	}

@@ -88,22 +88,28 @@ rmq_plan_assign(Stream *s)
 }
 
 /*
- * Does a fresh route give this worker the queues it has?  An unreachable
- * name server is not a reason to stop pulling from reachable brokers: the
- * queues stay as they are (a WARNING at most once a minute).  A failed
- * connection has been discarded by then, so nothing is left busy.
+ * Does a fresh route give this worker the queues it has?  Queues that are
+ * new, or whose broker moved, mean a new plan at once.  Queues that only
+ * left the route stay in the plan: a broker that restarts leaves the route
+ * for seconds (the whole route goes if it held the topic alone), and
+ * keeping its queues, which sit out while their pulls fail, is what lets
+ * the stream flow again the moment the broker answers.  Only after
+ * VANISHED_MS does the plan drop them.  A name server that cannot be
+ * reached, or has no route, leaves the queues as they are too.
  */
+#define VANISHED_MS 120000
+
 bool
 rmq_plan_current(Stream *s)
 {
-	static TimestampTz last_warning = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 	/* Called between batches, where the current context is long-lived. */
 	MemoryContext tmp = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream route check",
 											  ALLOCSET_DEFAULT_SIZES);
 	RmqCursor  *volatile now = NULL;
 	volatile int n = -1;
-	bool		current = true;
+	bool		added = false;
+	int			kept = 0;
 
 	MemoryContextSwitchTo(tmp);
 	PG_TRY();
@@ -116,38 +122,101 @@ rmq_plan_current(Stream *s)
 	PG_CATCH();
 	{
 		ErrorData  *ed;
+		int			held;
 
 		MemoryContextSwitchTo(cxt);
 		ed = CopyErrorData();
-		if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+		if (ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE && ed->sqlerrcode != ERRCODE_UNDEFINED_OBJECT)
 		{
 			MemoryContextDelete(tmp);
 			PG_RE_THROW();
 		}
 		FlushErrorState();
-		if (TimestampDifferenceExceeds(last_warning, GetCurrentTimestamp(), 60000))
-		{
+		if (rmq_warn_due(ed->message, &held))
 			ereport(WARNING,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
+					(errcode(ed->sqlerrcode),
 					 errmsg("stream \"%s\" could not refresh the route of topic \"%s\"; it keeps its queues",
 							s->def.name, s->def.topic),
-					 errdetail("%s", ed->message)));
-			last_warning = GetCurrentTimestamp();
-		}
+					 held ? errdetail("%s (%d more times since the last warning)", ed->message, held)
+					 : errdetail("%s", ed->message)));
 		FreeErrorData(ed);
 		MemoryContextDelete(tmp);
-		return true;
+		if (s->vanished_since == 0)
+			s->vanished_since = GetCurrentTimestamp();
+		return !TimestampDifferenceExceeds(s->vanished_since, GetCurrentTimestamp(), VANISHED_MS);
 	}
 	PG_END_TRY();
-	if (n != s->ncursors)
-		current = false;
-	for (int i = 0; current && i < n; i++)
-		if (now[i].queue_id != s->cursors[i].queue_id || strcmp(now[i].broker, s->cursors[i].broker) != 0 ||
-			strcmp(now[i].addr, s->cursors[i].addr) != 0)
-			current = false;
+
+	/* Both lists are sorted by broker and queue id. */
+	for (int i = 0; i < n && !added; i++)
+	{
+		bool		found = false;
+
+		for (int j = 0; j < s->ncursors && !found; j++)
+			if (now[i].queue_id == s->cursors[j].queue_id &&
+				strcmp(now[i].broker, s->cursors[j].broker) == 0)
+			{
+				found = true;
+				added = strcmp(now[i].addr, s->cursors[j].addr) != 0;	/* moved */
+				kept++;
+			}
+		if (!found)
+			added = true;
+	}
 	MemoryContextSwitchTo(cxt);
 	MemoryContextDelete(tmp);
-	return current;
+	if (added)
+		return false;
+	if (kept == s->ncursors)
+	{
+		s->vanished_since = 0;
+		return true;
+	}
+	if (s->vanished_since == 0)
+		s->vanished_since = GetCurrentTimestamp();
+	return !TimestampDifferenceExceeds(s->vanished_since, GetCurrentTimestamp(), VANISHED_MS);
+}
+
+/*
+ * Would a run start now?  The name server has a route for the topic and
+ * every broker in it accepts a connection.  Cheap (one route request and a
+ * connect per broker), so a worker waiting out trouble can ask often and
+ * start again the moment things are back instead of sleeping blind.
+ */
+bool
+rmq_plan_probe(Stream *s)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	MemoryContext tmp;
+	volatile bool ok = true;
+
+	if (s->def.topic == NULL)
+		return true;			/* nothing known to probe: just try */
+	tmp = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream probe", ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(tmp);
+	PG_TRY();
+	{
+		RmqRoute   *r = rmq_route(&s->def.opts, s->def.topic, true);
+
+		for (int i = 0; i < r->nqueues; i++)
+		{
+			const char *addr = rmq_route_broker_addr(r, r->queues[i].broker_name);
+
+			if (addr != NULL && (r->queues[i].perm & RMQ_PERM_READ))
+				rmq_conn_done(rmq_conn_get(addr, s->def.opts.request_timeout_ms));
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		rmq_conn_release_aborted(0);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	MemoryContextDelete(tmp);
+	return ok;
 }
 
 /*

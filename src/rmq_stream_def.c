@@ -173,21 +173,124 @@ rmq_stream_current(Stream *s)
 	return current;
 }
 
-/* Record an error in the stream row; a permanent one fails the stream. */
+/*
+ * What went wrong, in the stream's row.  An error that stops the stream
+ * fails it; one that is retried marks the stream retrying (since the first
+ * such error) and is written again only when it changes or every
+ * RECORD_EVERY_MS, so a broker away for minutes is not a write a second.
+ */
+#define RECORD_EVERY_MS 10000
+
+static char *recorded_msg = NULL;
+static TimestampTz recorded_at = 0;
+
 void
 rmq_stream_record_error(Stream *s, const char *msg, bool fail)
 {
 	Oid			t[2] = {TEXTOID, TEXTOID};
 	Datum		v[2] = {rmq_text_datum(s->def.name), rmq_text_datum(msg)};
 
+	if (!fail && recorded_msg && strcmp(recorded_msg, msg) == 0 &&
+		!TimestampDifferenceExceeds(recorded_at, GetCurrentTimestamp(), RECORD_EVERY_MS))
+		return;
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now()%s "
-					  "WHERE name = $1 AND generation = %d",
-					  s->def.schema ? s->def.schema : "public", fail ? ", state = 'failed'" : "", s->def.generation),
-			 2, t, v, false);
+	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now(), %s "
+						  "WHERE name = $1 AND generation = %d",
+						  s->def.schema ? s->def.schema : "public",
+						  fail ? "state = 'failed', state_since = now(), retrying_since = NULL"
+						  : "retrying_since = coalesce(retrying_since, now())",
+						  s->def.generation),
+				 2, t, v, false);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	if (recorded_msg)
+		pfree(recorded_msg);
+	recorded_msg = MemoryContextStrdup(TopMemoryContext, msg);
+	recorded_at = GetCurrentTimestamp();
+	s->retrying = !fail;
+}
+
+/*
+ * This worker got past its trouble (a batch committed, or every broker
+ * answers again): the stream is healthy since now, unless it was not
+ * retrying.  A worker starts out assuming it may have to say so.
+ */
+void
+rmq_stream_record_healthy(Stream *s)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {rmq_text_datum(s->def.name)};
+
+	if (!s->retrying || s->def.schema == NULL)
+		return;
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET retrying_since = NULL, healthy_since = now() "
+						  "WHERE name = $1 AND generation = %d AND retrying_since IS NOT NULL",
+						  s->def.schema, s->def.generation),
+				 1, t, v, false);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	s->retrying = false;
+	if (recorded_msg)
+		pfree(recorded_msg);
+	recorded_msg = NULL;
+}
+
+/*
+ * Should a warning about retried trouble be logged now?  The first time a
+ * cause is seen, then at most once a minute with how many were held back:
+ * twenty broker restarts must not leave hundreds of lines.  Causes are
+ * keyed by their text; a few dozen distinct ones are remembered.
+ */
+#define WARN_EVERY_MS 60000
+#define WARN_CAUSES 32
+
+typedef struct WarnCause
+{
+	uint32		hash;
+	TimestampTz at;
+	int			held;
+} WarnCause;
+
+static WarnCause warn_causes[WARN_CAUSES];
+
+bool
+rmq_warn_due(const char *cause, int *held_back)
+{
+	uint32		h = 5381;
+	WarnCause  *slot = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (const char *p = cause; *p; p++)
+		h = h * 33 + (unsigned char) *p;
+	h |= 1;						/* 0 marks a free slot */
+	for (int i = 0; i < WARN_CAUSES && slot == NULL; i++)
+		if (warn_causes[i].hash == h)
+			slot = &warn_causes[i];
+	if (slot == NULL)
+	{
+		/* A new cause takes the free or the oldest slot. */
+		slot = &warn_causes[0];
+		for (int i = 1; i < WARN_CAUSES; i++)
+			if (warn_causes[i].at < slot->at)
+				slot = &warn_causes[i];
+		slot->hash = h;
+		slot->at = 0;
+		slot->held = 0;
+	}
+	if (slot->at != 0 && !TimestampDifferenceExceeds(slot->at, now, WARN_EVERY_MS))
+	{
+		slot->held++;
+		return false;
+	}
+	*held_back = slot->held;
+	slot->held = 0;
+	slot->at = now;
+	return true;
 }

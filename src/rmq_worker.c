@@ -135,7 +135,11 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	}
 }
 
-/* One run of the stream; the error that ended it, or NULL. */
+/*
+ * One run of the stream; the error that ended it, or NULL.  An error that
+ * stops the stream is logged as the ERROR it is; one that will be retried
+ * is left to the caller to log as a (rate-limited) warning.
+ */
 static ErrorData *
 try_run(Stream *s, MemoryContext stream_cxt)
 {
@@ -150,7 +154,8 @@ try_run(Stream *s, MemoryContext stream_cxt)
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		ed = CopyErrorData();
-		EmitErrorReport();
+		if (!rmq_error_is_transient(ed->sqlerrcode))
+			EmitErrorReport();
 		AbortCurrentTransaction();
 		FlushErrorState();
 		rmq_conn_reset_all();
@@ -158,6 +163,37 @@ try_run(Stream *s, MemoryContext stream_cxt)
 	}
 	PG_END_TRY();
 	return ed;
+}
+
+/*
+ * Before the next run: a broker or name server that went away is waited
+ * for by asking whether it is back every PROBE_EVERY_MS (a route request and
+ * a connect), so the stream starts again within that of its return; the
+ * back-off only caps how long one wait lasts.  Other trouble is simply
+ * waited out.
+ */
+#define PROBE_EVERY_MS 500
+
+static void
+wait_to_retry(Stream *s, int sqlerrcode, long wait_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
+
+	if (sqlerrcode != ERRCODE_CONNECTION_FAILURE && sqlerrcode != ERRCODE_UNDEFINED_OBJECT)
+	{
+		rmq_worker_wait(wait_ms);
+		return;
+	}
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (left <= 0)
+			return;
+		rmq_worker_wait(Min(left, PROBE_EVERY_MS));
+		if (rmq_plan_probe(s))
+			return;
+	}
 }
 
 void
@@ -181,17 +217,23 @@ rmq_worker_main(Datum arg)
 	pgstat_report_appname(psprintf("rocketmq_stream %s/%d", wa.stream, DatumGetInt32(arg)));
 
 	stream_cxt = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream stream", ALLOCSET_DEFAULT_SIZES);
+	/* The row may still say a worker before this one was retrying. */
+	s.retrying = true;
 	for (;;)
 	{
 		ErrorData  *ed;
 		bool		fail;
+		bool		retrying = s.retrying;
+		int			held;
 
 		memset(&s, 0, sizeof(s));
 		s.def.name = wa.stream;
 		s.def.index = DatumGetInt32(arg);
 		s.def.generation = wa.generation;
+		s.retrying = retrying;
 		MemoryContextReset(stream_cxt);
 		ed = try_run(&s, stream_cxt);
+		MemoryContextSwitchTo(stream_cxt);
 		if (ed == NULL && s.replan)
 		{
 			ereport(LOG,
@@ -206,11 +248,20 @@ rmq_worker_main(Datum arg)
 		fail = !rmq_error_is_transient(ed->sqlerrcode);
 		if (s.def.schema == NULL)
 			break;				/* the extension is gone: nothing to run */
+		if (!fail && rmq_warn_due(psprintf("run %s", ed->message), &held))
+			ereport(WARNING,
+					(errcode(ed->sqlerrcode),
+					 errmsg("stream \"%s\" will retry: %s", s.def.name, ed->message),
+					 held ? errdetail("%d more times since the last warning.", held)
+					 : ed->detail ? errdetail("%s", ed->detail) : 0));
 		rmq_stream_record_error(&s, ed->message, fail);
-		FreeErrorData(ed);
 		if (fail)
 			break;
-		rmq_worker_wait(rmq_backoff_ms(failures));
+		/* A run that committed was healthy: back-off starts over. */
+		if (s.committed)
+			failures = 0;
+		wait_to_retry(&s, ed->sqlerrcode, rmq_backoff_ms(failures));
+		FreeErrorData(ed);
 		failures++;
 	}
 	proc_exit(0);

@@ -55,6 +55,7 @@ typedef struct QueueState
 	int64		stop_at;		/* under on_error = fail: nothing from here on */
 	double		tokens;			/* rate limiter */
 	TimestampTz down_until;		/* its broker could not be reached: not before */
+	TimestampTz down_since;
 	int			down_failures;
 	RmqConn    *conn;
 } QueueState;
@@ -86,6 +87,9 @@ typedef struct Stream
 	TimestampTz last_tick;		/* rate limiter's last refill */
 	uint64		batches;
 	bool		replan;			/* the route changed: run again, at once */
+	bool		retrying;		/* the stream's row may say this worker retries */
+	bool		committed;		/* this run committed a batch */
+	TimestampTz vanished_since; /* some of its queues left the route then */
 } Stream;
 
 /* rmq_stream_def.c */
@@ -96,11 +100,14 @@ extern Datum rmq_bytea_datum(const char *p, size_t len);
 extern bool rmq_stream_load(Stream *s, MemoryContext cxt);
 extern bool rmq_stream_current(Stream *s);
 extern void rmq_stream_record_error(Stream *s, const char *msg, bool fail);
+extern void rmq_stream_record_healthy(Stream *s);
+extern bool rmq_warn_due(const char *cause, int *held_back);
 
 /* rmq_queue_plan.c */
 extern void rmq_plan_assign(Stream *s);
 extern bool rmq_plan_current(Stream *s);
 extern void rmq_plan_resolve_starts(Stream *s);
+extern bool rmq_plan_probe(Stream *s);
 
 /* rmq_batch.c */
 extern void rmq_batch_init(Stream *s);
