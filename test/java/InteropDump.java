@@ -19,6 +19,9 @@
  * at the first one), as a consumer filtering by tag does.
  *
  * Exit 1 on timeout (what was read is still printed).
+ *
+ * Against a broker started with RMQ_ACL=1 / RMQ_TLS=1 it signs and talks
+ * TLS as the environment of "broker.sh env" says (Secure.java).
  */
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
@@ -34,6 +37,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
 
 public class InteropDump {
     public static void main(String[] args) {
+        Secure.init();
         FailFast.main(args, InteropDump::run);
     }
 
@@ -46,7 +50,7 @@ public class InteropDump {
         int expected = Integer.parseInt(args[3]);
         long deadline = System.nanoTime() + Long.parseLong(args[4]) * 1_000_000_000L;
 
-        DefaultLitePullConsumer c = new DefaultLitePullConsumer(args[2]);
+        DefaultLitePullConsumer c = Secure.apply(new DefaultLitePullConsumer(args[2], Secure.rpcHook()));
         c.setNamesrvAddr(args[0]);
         c.setAutoCommit(false);
         c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
