@@ -330,12 +330,50 @@ def signing():
         [raw_frame(q, 30, opaque=1), raw_frame(rp.sign(q, b"", user, secret), 30, opaque=2)], 2)))
     chk("signed then unsigned on one connection", " / ".join(send_frames(
         [raw_frame(rp.sign(q, b"", user, secret), 30, opaque=1), raw_frame(q, 30, opaque=2)], 2)))
+    # _UNIQUE_KEY_QUERY is left out of the signed content when the request's
+    # version is <= V4_9_3 (ordinal 395), and only then
+    qm = {"topic": T, "key": "k", "maxNum": "1", "beginTimestamp": "0", "endTimestamp": now_ms()}
+    ext = rp.sign(qm, b"", user, secret)           # signed without the flag
+    ext["_UNIQUE_KEY_QUERY"] = "false"
+    for ver in (395, 475):
+        f = raw_frame(ext, 12).replace(b'"version":475', b'"version":%d' % ver)
+        chk("QUERY_MESSAGE, _UNIQUE_KEY_QUERY added unsigned, version %d" % ver, send_frames([f], 1)[0])
+    # The client's answer to a request the broker forwards to it
+    # (GET_CONSUMER_RUNNING_INFO 307, sent by an admin) is not authenticated.
+    chk("unsigned answer to a broker-initiated GET_CONSUMER_RUNNING_INFO", running_info_roundtrip())
     # name server: unsigned and badly signed
     rp.Conn.access_key = None
     chk("name server, GET_ROUTEINFO_BY_TOPIC unsigned", call(NAMESRV, 105, {"topic": T}))
     chk("name server, GET_ROUTEINFO_BY_TOPIC wrong secret", call(NAMESRV, 105, {"topic": T}, b"", (user, "bad")))
     for name, got in checks:
         print("| %s | %s |" % (name, got))
+
+
+def running_info_roundtrip():
+    cid = "127.0.0.1@acl_matrix_307"
+    hb = json.loads(heartbeat_body(G, T))
+    hb["clientID"] = cid
+    hb = json.dumps(hb).encode()
+    with rp.connect(BROKER, 10) as c, rp.connect(BROKER, 10) as a:
+        c.sendall(raw_frame(rp.sign({}, hb, *APP), 34, hb, opaque=1))
+        while not rp.read_frame(c)[0].get("flag", 0) & 1:
+            pass
+        a.sendall(raw_frame(rp.sign({"consumerGroup": G, "clientId": cid, "jstackEnable": "false"}, b"", *ADMIN),
+                            307, opaque=2))
+        while True:  # the forwarded request, on the consumer's connection
+            h, _ = rp.read_frame(c)
+            if h.get("code") == 307 and not h.get("flag", 0) & 1:
+                break
+        info = json.dumps({"properties": {"PROP_CONSUME_TYPE": "CONSUME_ACTIVELY",
+                                          "PROP_CONSUMER_START_TIMESTAMP": now_ms()},
+                           "subscriptionSet": [], "mqTable": {}, "statusTable": {}, "jstack": ""}).encode()
+        hdr = json.dumps({"code": 0, "flag": 1, "language": "OTHER", "opaque": h["opaque"], "version": 475,
+                          "extFields": {}}, separators=(",", ":")).encode()
+        c.sendall(struct.pack(">ii", 4 + len(hdr) + len(info), len(hdr)) + hdr + info)
+        while True:
+            h, body = rp.read_frame(a)
+            if h.get("flag", 0) & 1:
+                return "admin got code %s, body %s" % (h.get("code"), "= our answer" if body == info else body[:80])
 
 
 def main():
