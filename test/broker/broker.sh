@@ -473,9 +473,10 @@ cmd_start() {
         proc_alive "$RMQ_HOME/broker.pid" || fail_start "broker exited during start-up"
         ((SECONDS < deadline)) || fail_start "broker not registered with the name server within ${RMQ_START_TIMEOUT}s"
     done
+    local m="" t1=$SECONDS
     if ((acl)); then acl_setup || fail_start "creating the ACL users failed"; fi
-    local m=""
     if ((acl || tls)); then m=", $(mode_desc "$acl" "$tls" "$tls_client_auth")"; fi
+    if ((acl)); then m+=", ACL set-up $((SECONDS - t1))s"; fi
     echo "broker.sh: started in $((SECONDS - t0))s (namesrv $namesrv_addr, broker $broker_name $broker_addr, home $RMQ_HOME$m)" >&2
 }
 
