@@ -37,10 +37,12 @@
 # variables, and start refuses to "reuse" a running broker of another mode.
 #   RMQ_ACL=1      ACL 2.0 on the broker: authentication and authorization
 #                  enabled (the name server has no ACL in 5.3.3).  Created at
-#                  start-up (signed requests from rmq_probe.py, ~0.5 s):
+#                  start-up (signed requests from rmq_probe.py, ~2 s):
 #                    Super user      RMQ_ACL_ADMIN_USER / _SECRET
 #                    topics          RMQ_ACL_TOPIC (4 queues), RMQ_ACL_OTHER_TOPIC
 #                                    (granted to no ordinary user)
+#                    groups          RMQ_ACL_GROUP, RMQ_ACL_OTHER_GROUP (granted
+#                                    to no one)
 #                    users, each with an Allow policy on Topic:RMQ_ACL_TOPIC
 #                    and Group:RMQ_ACL_GROUP for the actions:
 #                      RMQ_ACL_USER / RMQ_ACL_SECRET              Pub,Sub,Get
@@ -54,7 +56,8 @@
 #   RMQ_ACL_ADMIN_SECRET=rmq_admin_secret   the Super user's password
 #   RMQ_TLS=1      TLS enforced on the name server's and the broker's
 #                  remoting ports (tls.server.mode=enforcing: a plain-text
-#                  connection is closed at its first bytes), with a CA and a
+#                  connection is closed at its first bytes, though 5.3.3
+#                  still executes that first frame), with a CA and a
 #                  server certificate (CN 127.0.0.1, SAN IP:127.0.0.1 and
 #                  DNS:localhost) made with openssl in RMQ_TLS_DIR, plus a
 #                  client certificate from the same CA and a second,
@@ -66,6 +69,8 @@
 #   RMQ_TLS_CLIENT_AUTH=none          none | optional | require: ask for
 #                                      (require: insist on) a client
 #                                      certificate signed by the CA
+#   What each mode answers to what: ACL_TLS_NOTES.md, acl_matrix.py,
+#   tls_matrix.py; the Java side: test/java/SecureCheck.java.
 #
 # Everything listens on 127.0.0.1 (the HA port via LoopbackHAService.java)
 # and lives under RMQ_HOME: configs, store/, logs/ (*.out = stdout,
