@@ -31,29 +31,135 @@ name server a question.  Python 3 stdlib only.
       the broker, which counts messages by their size fields, stores it,
       but it does not decode.  Prints the batch's first queue offset.
 
+  rmq_probe.py request ADDR CODE [KEY=VALUE...] [--body TEXT|--body-hex HEX]
+      send one request (signed when --access-key is given) and print the
+      response as one JSON line: {"code":..,"remark":..,"extFields":..,
+      "bodyLength":..,"body":..(text, first 2000 chars)}.  Exit 0 whenever a
+      response arrived, whatever its code; 1 if the connection failed or was
+      closed (the reason on stderr, e.g. "ConnectionError: connection closed
+      before a response", "SSLCertVerificationError: ...")
+
+  rmq_probe.py create-user BROKER_ADDR USER PASSWORD [Normal|Super]
+      AUTH_CREATE_USER (3001), or AUTH_UPDATE_USER (3002) if the user
+      exists, as mqadmin createUser/updateUser send them.  Needs a Super
+      user's --access-key/--secret-key
+  rmq_probe.py create-acl BROKER_ADDR USER RESOURCES ACTIONS [Allow|Deny]
+      AUTH_CREATE_ACL (3006): grant (or deny) ACTIONS (comma list: Pub, Sub,
+      Get, Create, Update, Delete, List, All) on RESOURCES (comma list:
+      Topic:T, Group:G, Topic:pre*, *, ...) to User:USER, as mqadmin
+      createAcl does; merges with the user's existing policy
+
+Options for every command (before the command name):
+  --access-key AK --secret-key SK [--security-token T]
+      sign every request as RocketMQ's AclClientRPCHook does (ACL 1.0 and
+      2.0 use the same remoting signature): see sign()
+  --tls                 talk TLS (to a broker or name server started with
+                        RMQ_TLS=1, or to the default "permissive" one)
+  --tls-ca FILE         verify the server certificate against this CA and
+                        its name against the address's host (or
+                        --tls-server-name); without it nothing is verified
+  --tls-server-name N   the name to send as SNI and to check the
+                        certificate against (default: the address's host;
+                        Python sends no SNI for an IP address)
+  --tls-cert F --tls-key F   client certificate (for tls.server.need.client.auth)
+
 Exit status 0 when the condition holds, 1 on timeout (last error on stderr).
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import socket
+import ssl
 import struct
 import sys
 import time
 
 
-def rpc(addr, code, ext=None, body=b"", timeout=3.0):
-    """One request/response on a fresh connection; returns (header, body)."""
+class Conn:
+    """How to reach and authenticate to the servers (set from the options)."""
+    access_key = None
+    secret_key = None
+    security_token = None
+    tls = False
+    tls_ca = None
+    tls_server_name = None
+    tls_cert = None
+    tls_key = None
+
+
+def java_order(key):
+    """Java's String.compareTo order (UTF-16 code units), which the TreeMap
+    of AclClientRPCHook and of the broker use; for ASCII keys it is plain
+    byte order, so "AccessKey" sorts before lower-case header fields."""
+    return key.encode("utf-16-be")
+
+
+def sign(ext, body, access_key, secret_key, security_token=None):
+    """Return ext plus AccessKey [, SecurityToken], Signature.
+
+    The content signed is the VALUES of all extFields but Signature, sorted
+    by key (java_order), concatenated with no separator, as UTF-8 (the
+    decoded strings, not their JSON escapes), followed by the body bytes as
+    sent.  Signature = base64(HMAC-SHA1(key = secret as UTF-8, content)).
+    """
+    ext = dict(ext)
+    ext["AccessKey"] = access_key
+    if security_token:
+        ext["SecurityToken"] = security_token
+    ext.pop("Signature", None)
+    content = "".join(ext[k] for k in sorted(ext, key=java_order)).encode("utf-8") + (body or b"")
+    mac = hmac.new(secret_key.encode("utf-8"), content, hashlib.sha1).digest()
+    ext["Signature"] = base64.b64encode(mac).decode("ascii")
+    return ext
+
+
+def connect(addr, timeout):
     host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    if not Conn.tls:
+        return s
+    if Conn.tls_ca:
+        ctx = ssl.create_default_context(cafile=Conn.tls_ca)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if Conn.tls_cert:
+        ctx.load_cert_chain(Conn.tls_cert, Conn.tls_key)
+    try:
+        return ctx.wrap_socket(s, server_hostname=Conn.tls_server_name or host)
+    except BaseException:
+        s.close()
+        raise
+
+
+def rpc(addr, code, ext=None, body=b"", timeout=3.0, signed=True):
+    """One request/response on a fresh connection; returns (header, body).
+    Signed with Conn's credentials when there are any (and signed)."""
+    ext = {k: str(v) for k, v in (ext or {}).items() if v is not None}
+    if signed and Conn.access_key is not None:
+        ext = sign(ext, body, Conn.access_key, Conn.secret_key or "", Conn.security_token)
     hdr = {"code": code, "flag": 0, "language": "OTHER", "opaque": 1,
            "serializeTypeCurrentRPC": "JSON", "version": 475,
-           "extFields": ext or {}}
+           "extFields": ext}
     h = json.dumps(hdr, separators=(",", ":")).encode()
     frame = struct.pack(">ii", 4 + len(h) + len(body), len(h)) + h + body
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+    with connect(addr, timeout) as s:
         s.sendall(frame)
-        raw = _recv(s, 4)
-        (length,) = struct.unpack(">i", raw)
-        rest = _recv(s, length)
+        while True:
+            h, rbody = read_frame(s)
+            # Skip requests the broker sends meanwhile (e.g. a HEART_BEAT
+            # makes it send NOTIFY_CONSUMER_IDS_CHANGED, oneway, first).
+            if h.get("flag", 0) & 1:
+                return h, rbody
+
+
+def read_frame(s):
+    """One frame from socket s: (header dict, body bytes)."""
+    (length,) = struct.unpack(">i", _recv(s, 4))
+    rest = _recv(s, length)
     th = struct.unpack(">i", rest[:4])[0]
     if (th >> 24) & 0xFF != 0:
         raise RuntimeError("non-JSON response header (serialize type %d)" % ((th >> 24) & 0xFF))
@@ -66,7 +172,7 @@ def _recv(s, n):
     while len(buf) < n:
         chunk = s.recv(n - len(buf))
         if not chunk:
-            raise ConnectionError("connection closed")
+            raise ConnectionError("connection closed before a response")
         buf += chunk
     return buf
 
@@ -171,21 +277,76 @@ def send_inner_batch(broker, topic, queue_id, n, damage):
     return None
 
 
+def request(addr, code, *kvs, body=b""):
+    ext = {}
+    for kv in kvs:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            raise SystemExit("rmq_probe: request: %r is not KEY=VALUE" % kv)
+        ext[k] = v
+    h, rbody = rpc(addr, int(code), ext, body, timeout=10)
+    out = {"code": h.get("code"), "remark": h.get("remark"), "extFields": h.get("extFields", {}),
+           "bodyLength": len(rbody)}
+    if rbody:
+        out["body"] = rbody[:2000].decode("utf-8", "replace")
+    print(json.dumps(out, ensure_ascii=False, sort_keys=True))
+    return None
+
+
+def create_user(broker, user, password, user_type="Normal"):
+    body = json.dumps({"username": user, "password": password, "userType": user_type}).encode()
+    h, _ = rpc(broker, 3001, {"username": user}, body, timeout=10)
+    if h.get("code") != 0 and "existed" in (h.get("remark") or ""):
+        h, _ = rpc(broker, 3002, {"username": user}, body, timeout=10)
+    if h.get("code") != 0:
+        return "create/update user %s: code %s %s" % (user, h.get("code"), h.get("remark", ""))
+    return None
+
+
+def create_acl(broker, user, resources, actions, decision="Allow"):
+    entries = [{"resource": r, "actions": actions.split(","), "decision": decision}
+               for r in resources.split(",")]
+    subject = "User:" + user
+    body = json.dumps({"subject": subject, "policies": [{"policyType": "Custom", "entries": entries}]}).encode()
+    h, _ = rpc(broker, 3006, {"subject": subject}, body, timeout=10)
+    if h.get("code") != 0:
+        return "create acl for %s: code %s %s" % (subject, h.get("code"), h.get("remark", ""))
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--timeout", type=float, default=0)
     ap.add_argument("--nudge", action="store_true")
+    ap.add_argument("--access-key")
+    ap.add_argument("--secret-key")
+    ap.add_argument("--security-token")
+    ap.add_argument("--tls", action="store_true")
+    ap.add_argument("--tls-ca")
+    ap.add_argument("--tls-server-name")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--body", help="request body (UTF-8 text)")
+    ap.add_argument("--body-hex", help="request body (hex)")
     ap.add_argument("what", choices=["cluster", "route", "create-topic", "delete-expired", "send-raw",
-                                     "send-inner-batch"])
+                                     "send-inner-batch", "request", "create-user", "create-acl"])
     ap.add_argument("args", nargs="+")
     a = ap.parse_args()
+    Conn.access_key, Conn.secret_key, Conn.security_token = a.access_key, a.secret_key, a.security_token
+    Conn.tls = a.tls or bool(a.tls_ca or a.tls_cert)
+    Conn.tls_ca, Conn.tls_server_name = a.tls_ca, a.tls_server_name
+    Conn.tls_cert, Conn.tls_key = a.tls_cert, a.tls_key
     fn = {"cluster": check_cluster, "route": check_route,
           "create-topic": create_topic, "delete-expired": delete_expired,
-          "send-raw": send_raw, "send-inner-batch": send_inner_batch}[a.what]
+          "send-raw": send_raw, "send-inner-batch": send_inner_batch,
+          "request": request, "create-user": create_user, "create-acl": create_acl}[a.what]
+    kw = {}
+    if a.what == "request":
+        kw["body"] = (a.body or "").encode() if a.body_hex is None else bytes.fromhex(a.body_hex)
     deadline = time.monotonic() + a.timeout
     while True:
         try:
-            err = fn(*a.args)
+            err = fn(*a.args, **kw)
         except (OSError, ValueError, RuntimeError) as e:
             err = "%s: %s" % (type(e).__name__, e)
         if err is None:

@@ -8,6 +8,9 @@
  * (queueId, queueOffset).  User properties = all properties minus the
  * system keys in MessageConst.STRING_HASH_SET.  Exit 1 on timeout (the lines
  * read so far are still printed), 0 otherwise.
+ *
+ * Against a broker started with RMQ_ACL=1 / RMQ_TLS=1 it signs and talks
+ * TLS as the environment of "broker.sh env" says (Secure.java).
  */
 import java.util.ArrayList;
 import java.util.List;
@@ -21,6 +24,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
 
 public class InteropConsume {
     public static void main(String[] args) {
+        Secure.init();
         FailFast.main(args, InteropConsume::run);
     }
 
@@ -33,7 +37,7 @@ public class InteropConsume {
         int expected = Integer.parseInt(args[3]);
         long deadline = System.nanoTime() + Long.parseLong(args[4]) * 1_000_000_000L;
 
-        DefaultLitePullConsumer c = new DefaultLitePullConsumer(args[2]);
+        DefaultLitePullConsumer c = Secure.apply(new DefaultLitePullConsumer(args[2], Secure.rpcHook()));
         c.setNamesrvAddr(args[0]);
         c.setAutoCommit(false);
         c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);

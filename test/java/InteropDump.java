@@ -23,6 +23,9 @@
  * does.
  *
  * Exit 1 on timeout (what was read is still printed).
+ *
+ * Against a broker started with RMQ_ACL=1 / RMQ_TLS=1 it signs and talks
+ * TLS as the environment of "broker.sh env" says (Secure.java).
  */
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
@@ -41,6 +44,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
 
 public class InteropDump {
     public static void main(String[] args) {
+        Secure.init();
         FailFast.main(args, InteropDump::run);
     }
 
@@ -55,7 +59,7 @@ public class InteropDump {
 
         TreeMap<String, MessageExt> byPos = new TreeMap<>();
         if (args.length == 6) {
-            DefaultLitePullConsumer c = new DefaultLitePullConsumer(args[2]);
+            DefaultLitePullConsumer c = Secure.apply(new DefaultLitePullConsumer(args[2], Secure.rpcHook()));
             c.setNamesrvAddr(args[0]);
             c.setAutoCommit(false);
             c.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
@@ -64,7 +68,7 @@ public class InteropDump {
             while (byPos.size() < expected && System.nanoTime() < deadline)
                 for (MessageExt m : c.poll(200)) byPos.put(key(m), m);
         } else {
-            DefaultMQPullConsumer c = new DefaultMQPullConsumer(args[2]);
+            DefaultMQPullConsumer c = Secure.apply(new DefaultMQPullConsumer(args[2], Secure.rpcHook()));
             c.setNamesrvAddr(args[0]);
             c.start();
             List<MessageQueue> mqs = new ArrayList<>(retry(deadline, () -> c.fetchSubscribeMessageQueues(topic)));

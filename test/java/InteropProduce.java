@@ -12,6 +12,9 @@
  * non-ASCII UTF-8 body; all 256 byte values; 10000 B compressible text
  * (>= 4 KiB, so the client zlib-compresses it, sysFlag 0x301); 100 KiB of
  * random bytes (also compressed); a message without a tag; a batch of 10.
+ *
+ * Against a broker started with RMQ_ACL=1 / RMQ_TLS=1 it signs and talks
+ * TLS as the environment of "broker.sh env" says (Secure.java).
  */
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
@@ -32,6 +35,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
 
 public class InteropProduce {
     public static void main(String[] args) {
+        Secure.init();
         FailFast.main(args, InteropProduce::run);
     }
 
@@ -41,7 +45,7 @@ public class InteropProduce {
             System.exit(2);
         }
         String namesrv = args[0], topic = args[1];
-        DefaultMQProducer p = new DefaultMQProducer("rmq_interop_producer");
+        DefaultMQProducer p = Secure.apply(new DefaultMQProducer("rmq_interop_producer", Secure.rpcHook()));
         p.setNamesrvAddr(namesrv);
         p.setSendMsgTimeout(10000);
         p.start();
