@@ -5,6 +5,8 @@
 #   broker.sh start                    start (no-op if already running)
 #   broker.sh stop                     stop both processes (TERM, then KILL)
 #   broker.sh status                   exit 0 if both are running, else 3
+#   broker.sh kill broker|namesrv      SIGKILL one of them (an outage, at once)
+#   broker.sh revive                   start what is not running, same store
 #   broker.sh create-topic T [QUEUES]  create topic T (default 8 r/w queues)
 #                                      and wait for its route; with
 #                                      RMQ_USE_MQADMIN=1 via mqadmin updateTopic
@@ -527,6 +529,48 @@ stop_pids() {  # stop_pids NAME:MAIN...
     for spec in "$@"; do rm -f "$RMQ_HOME/${spec%%:*}.pid"; done
 }
 
+# For outage tests: SIGKILL one of the two (a crash, and instant: a clean
+# shutdown takes 15-20 s of RocketMQ's fixed sleeps), keeping its store.
+cmd_kill() {
+    local name=${1:?usage: broker.sh kill broker|namesrv} main f
+    case $name in
+        broker) main=BrokerStartup ;;
+        namesrv) main=NamesrvStartup ;;
+        *) die "kill: broker or namesrv, not $name" ;;
+    esac
+    f=$RMQ_HOME/$name.pid
+    pid_alive "$f" "$main" || die "$name is not running"
+    kill -KILL "$(<"$f")"
+    while kill -0 "$(<"$f")" 2>/dev/null; do sleep 0.05; done
+    rm -f "$f"
+    echo "broker.sh: killed $name" >&2
+}
+
+# Start whichever of the two is not running, with the configs and store it
+# had, and wait until the name server lists the broker again.
+cmd_revive() {
+    local t0=$SECONDS deadline=$((SECONDS + RMQ_START_TIMEOUT))
+    local -a tls_jvm=()
+    [[ -f $RMQ_HOME/broker.conf ]] || die "nothing to revive in $RMQ_HOME (broker.sh start)"
+    ((tls)) && tls_jvm_flags
+    if [[ -z ${RMQ_JOIN_NAMESRV:-} ]] && ! pid_alive "$RMQ_HOME/namesrv.pid" NamesrvStartup; then
+        start_java namesrv org.apache.rocketmq.namesrv.NamesrvStartup \
+            -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 "${tls_jvm[@]}" \
+            -Drmq.logback.configurationFile=rmq.namesrv.logback.xml -- -c "$RMQ_HOME/namesrv.conf"
+    fi
+    if ! pid_alive "$RMQ_HOME/broker.pid" BrokerStartup; then
+        start_java broker org.apache.rocketmq.broker.BrokerStartup \
+            -Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m "${jvm_opens[@]}" "${tls_jvm[@]}" \
+            -Drmq.logback.configurationFile=rmq.broker.logback.xml \
+            -- -c "$RMQ_HOME/broker.conf"
+    fi
+    until probe --timeout 1 --nudge cluster "$namesrv_addr" "$broker_name" "$broker_addr" 2>/dev/null; do
+        proc_alive "$RMQ_HOME/broker.pid" || die "broker exited during start-up"
+        ((SECONDS < deadline)) || die "broker not registered with the name server within ${RMQ_START_TIMEOUT}s"
+    done
+    echo "broker.sh: revived in $((SECONDS - t0))s" >&2
+}
+
 cmd_stop() {
     stop_pids broker:BrokerStartup namesrv:NamesrvStartup
     echo "broker.sh: stopped" >&2
@@ -637,9 +681,11 @@ lock_home() {
 case ${1:-} in
     start) lock_home; cmd_start ;;
     stop) lock_home; cmd_stop ;;
+    kill) lock_home; cmd_kill "${2:-}" ;;
+    revive) lock_home; cmd_revive ;;
     status) cmd_status ;;
     create-topic) shift; cmd_create_topic "$@" ;;
     env) cmd_env ;;
     delete-expired) cmd_delete_expired ;;
-    *) echo "usage: $0 start|stop|status|create-topic TOPIC [QUEUES]|env|delete-expired" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|kill broker|namesrv|revive|create-topic TOPIC [QUEUES]|env|delete-expired" >&2; exit 2 ;;
 esac

@@ -279,15 +279,15 @@ sub broker_controllable
 }
 
 # The test broker (test/broker/broker.sh with the environment run-tap.sh
-# passes on): stop or start it.
+# passes on): stop, start, kill broker|namesrv, revive.
 sub broker
 {
-	my ($cmd) = @_;
+	my (@cmd) = @_;
 	my $dir = $ENV{RMQ_TEST_DIR} or die "RMQ_TEST_DIR is not set";
 	my ($stdout, $stderr);
-	IPC::Run::run([ 'bash', "$dir/broker/broker.sh", $cmd ], '>', \$stdout, '2>', \$stderr)
-	  or die "broker.sh $cmd failed:\n$stdout$stderr";
-	note("broker.sh $cmd: $stderr");
+	IPC::Run::run([ 'bash', "$dir/broker/broker.sh", @cmd ], '>', \$stdout, '2>', \$stderr)
+	  or die "broker.sh @cmd failed:\n$stdout$stderr";
+	note("broker.sh @cmd: $stderr");
 	return;
 }
 
