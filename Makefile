@@ -8,7 +8,7 @@ DATA = rocketmq_stream--0.1.0.sql rocketmq_stream--0.1.0--0.2.0.sql \
 	rocketmq_stream--$(EXTVERSION).sql
 PGFILEDESC = "rocketmq_stream - exactly-once RocketMQ consumer and producer"
 
-CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c
+CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c src/rmq_sign.c
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # pg_regress runs against a real broker; see test/run-regress.sh.
@@ -21,7 +21,7 @@ PG_CFLAGS = $(WARN)
 ifeq ($(CI),true)
 PG_CFLAGS += -Werror
 endif
-SHLIB_LINK = -lz -llz4 -lzstd
+SHLIB_LINK = -lz -llz4 -lzstd -lssl -lcrypto
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -32,7 +32,7 @@ $(OBJS): $(wildcard src/*.h)
 
 # ---- codec unit tests and fuzzers: no server, libpgcommon for palloc ----
 FE_CFLAGS = -DFRONTEND -I$(srcdir)/src -I$(shell $(PG_CONFIG) --includedir-server) $(WARN)
-FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon_shlib -lpgport_shlib -lz -llz4 -lzstd -lm
+FE_LIBS = -L$(shell $(PG_CONFIG) --pkglibdir) -lpgcommon_shlib -lpgport_shlib -lz -llz4 -lzstd -lssl -lcrypto -lm
 TEST_BIN = test/build
 
 $(TEST_BIN):

@@ -85,6 +85,22 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'rmq_create_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Connection profiles, the PostgreSQL way: a foreign server holds a
+-- cluster's name servers and TLS settings, a user mapping on it the user's
+-- RocketMQ credentials.  No scans: only servers and user mappings.
+--   CREATE SERVER prod FOREIGN DATA WRAPPER rocketmq_stream
+--       OPTIONS (namesrv_addr 'a:9876;b:9876', tls 'verify-full', tls_root_cert '/etc/ssl/rmq-ca.pem');
+--   CREATE USER MAPPING FOR app SERVER prod OPTIONS (access_key 'app', secret_key '...');
+CREATE FUNCTION rmq_fdw_validator(text[], oid) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_fdw_validator'
+LANGUAGE C STRICT;
+CREATE FOREIGN DATA WRAPPER rocketmq_stream VALIDATOR rmq_fdw_validator;
+
+-- Does this server exist, belong to rocketmq_stream and may the caller use it?
+CREATE FUNCTION rmq_check_server(server text) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_check_server'
+LANGUAGE C STRICT;
+
 -- Reading from or writing to the broker is not for every role.
 REVOKE ALL ON FUNCTION rmq_queues(text, jsonb), rmq_create_rdd(text, rmq_offset_range[], jsonb),
     rmq_offset_for_time(text, text, integer, timestamptz, jsonb),
@@ -199,7 +215,7 @@ DECLARE
     k text;
     known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                           'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
-                          'fail_on_data_loss', 'auto_commit', 'on_error', 'namesrv_addr', 'check_crc',
+                          'fail_on_data_loss', 'auto_commit', 'on_error', 'server', 'namesrv_addr', 'check_crc',
                           'synchronous_commit'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
@@ -216,6 +232,16 @@ BEGIN
        NOT options->>'synchronous_commit' IN ('on', 'off', 'local', 'remote_write', 'remote_apply')) THEN
         RAISE EXCEPTION 'synchronous_commit must be on, off, local, remote_write or remote_apply'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF options ? 'server' AND options ? 'namesrv_addr' THEN
+        RAISE EXCEPTION 'stream options "server" and "namesrv_addr" cannot both be given'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A server names its own name servers.';
+    END IF;
+    IF options ? 'server' THEN
+        IF jsonb_typeof(options->'server') <> 'string' THEN
+            RAISE EXCEPTION 'stream option "server" must be a string' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM rmq_check_server(options->>'server');
     END IF;
     IF options ? 'on_error' AND NOT options->>'on_error' IN ('fail', 'skip', 'dead_letter') THEN
         RAISE EXCEPTION 'on_error must be fail, skip or dead_letter' USING ERRCODE = 'invalid_parameter_value';

@@ -201,7 +201,7 @@ rmq_create_topic(PG_FUNCTION_ARGS)
 	attrs = topic_attributes(PG_NARGS() > 4 && !PG_ARGISNULL(4) ? PG_GETARG_JSONB_P(4) : NULL);
 
 	rmq_cmd_init(&req, RMQ_GET_BROKER_CLUSTER_INFO);
-	rmq_namesrv_rpc(o.namesrv_addr, &req, o.request_timeout_ms, &resp);
+	rmq_namesrv_rpc(&o, &req, &resp);
 	if (resp.code != RMQ_SUCCESS)
 		rmq_broker_error(o.namesrv_addr, "a cluster info request", &resp);
 	if (!rmq_parse_cluster_info(resp.body, resp.body_len, &cluster, &err))
@@ -226,7 +226,7 @@ rmq_create_topic(PG_FUNCTION_ARGS)
 		rmq_cmd_add(&req, "order", "false");
 		if (attrs)
 			rmq_cmd_add(&req, "attributes", attrs);
-		rmq_rpc(b->master_addr, &req, o.request_timeout_ms, &resp);
+		rmq_rpc(&o, b->master_addr, &req, &resp);
 		if (resp.code != RMQ_SUCCESS)
 			rmq_broker_error(b->master_addr, "a create-topic request", &resp);
 		created++;

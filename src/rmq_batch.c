@@ -186,7 +186,7 @@ send_guarded(Stream *s, int i, int64 max_suspend_ms)
 	{
 		if (s->qs[i].conn == NULL)
 		{
-			s->qs[i].conn = rmq_conn_get(c->addr, s->def.opts.request_timeout_ms);
+			s->qs[i].conn = rmq_conn_get(c->addr, &s->def.opts.sec, s->def.opts.request_timeout_ms);
 			for (int j = 0; j < s->ncursors; j++)
 				if (s->qs[j].conn == NULL && strcmp(s->cursors[j].addr, c->addr) == 0)
 					s->qs[j].conn = s->qs[i].conn;

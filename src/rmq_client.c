@@ -12,6 +12,7 @@
 #include "rmq_client.h"
 
 char	   *rmq_namesrv_addr = NULL;
+char	   *rmq_server = NULL;
 int			rmq_pull_batch_size = 32;
 int			rmq_pull_timeout_ms = 3000;
 int			rmq_request_timeout_ms = 3000;
@@ -94,10 +95,14 @@ void
 rmq_options_init(RmqOptions *o, Jsonb *opts)
 {
 	static const char *const known[] = {
-		"namesrv_addr", "pull_batch_size", "pull_timeout", "request_timeout",
+		"server", "namesrv_addr", "pull_batch_size", "pull_timeout", "request_timeout",
 		"check_crc", "fail_on_data_loss", "on_error", "tag_filter", "queue_id", "broker", NULL
 	};
+	const char *server = NULL;
 
+	memset(&o->sec, 0, sizeof(o->sec));
+	o->sec.tls = RMQ_TLS_DISABLE;
+	o->sec.profile = "";
 	o->namesrv_addr = rmq_namesrv_addr;
 	o->pull_batch_size = rmq_pull_batch_size;
 	o->pull_timeout_ms = rmq_pull_timeout_ms;
@@ -109,7 +114,7 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 	o->queue_id = -1;
 	o->broker = NULL;
 	if (opts == NULL)
-		goto check;
+		goto resolve;
 	if (!JB_ROOT_IS_OBJECT(opts))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -134,10 +139,16 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("unrecognized option \"%s\"", k),
-							 errhint("Valid options are namesrv_addr, pull_batch_size, pull_timeout, request_timeout, check_crc, fail_on_data_loss, on_error, tag_filter, queue_id and broker.")));
+							 errhint("Valid options are server, namesrv_addr, pull_batch_size, pull_timeout, request_timeout, check_crc, fail_on_data_loss, on_error, tag_filter, queue_id and broker.")));
 			}
 		}
 	}
+	server = rmq_jsonb_text(opts, "server");
+	if (server && rmq_jsonb_text(opts, "namesrv_addr"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options \"server\" and \"namesrv_addr\" cannot both be given"),
+				 errhint("A server names its own name servers.")));
 	if (rmq_jsonb_text(opts, "namesrv_addr"))
 		o->namesrv_addr = rmq_jsonb_text(opts, "namesrv_addr");
 	o->pull_batch_size = int_opt(opts, "pull_batch_size", o->pull_batch_size, 1, 1024);
@@ -158,17 +169,62 @@ rmq_options_init(RmqOptions *o, Jsonb *opts)
 	o->tag_filter = rmq_jsonb_text(opts, "tag_filter");
 	o->queue_id = int_opt(opts, "queue_id", -1, 0, 65535);
 	o->broker = rmq_jsonb_text(opts, "broker");
-check:
+
+	/*
+	 * Where the cluster is: the call's server, else its namesrv_addr (an
+	 * open cluster), else rocketmq_stream.server, else .namesrv_addr.
+	 */
+resolve:
+	if (server == NULL && (opts == NULL || rmq_jsonb_text(opts, "namesrv_addr") == NULL) &&
+		rmq_server && rmq_server[0] != '\0')
+		server = rmq_server;
+	if (server)
+		rmq_options_use_server(o, server);
 	if (o->namesrv_addr == NULL || o->namesrv_addr[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("no RocketMQ name server is configured"),
-				 errhint("Set rocketmq_stream.namesrv_addr, or pass the option namesrv_addr.")));
+				 errhint("Set rocketmq_stream.namesrv_addr, or pass the option namesrv_addr or server.")));
+}
+
+/* What a refused request needed, by what it was; NULL if we cannot say. */
+static const char *
+permission_hint(const char *what)
+{
+	if (strstr(what, "pull"))
+		return "Pulling needs Sub on the topic and on the consumer group.";
+	if (strstr(what, "max offset") || strstr(what, "min offset") || strstr(what, "offset-by-time"))
+		return "Reading a queue's offsets needs Get on the topic; Sub alone is not enough.";
+	if (strstr(what, "consumer offset query"))
+		return "Reading a group's committed offset needs Sub or Get on the topic and on the group.";
+	if (strstr(what, "consumer offset update"))
+		return "Committing offsets needs Sub on the topic and on the group.";
+	if (strstr(what, "send"))
+		return "Sending needs Pub on the topic.";
+	if (strstr(what, "create-topic"))
+		return "Creating topics needs Create on the topic (usually an admin user).";
+	return NULL;
 }
 
 void
 rmq_broker_error(const char *addr, const char *what, const RmqCommand *resp)
 {
+	/*
+	 * NO_PERMISSION (16) is an ACL refusal: authentication (who are you)
+	 * or authorization (you may not).  Neither gets better by retrying.
+	 */
+	if (resp->code == RMQ_NO_PERMISSION && resp->remark && strstr(resp->remark, "has no permission"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("RocketMQ at %s refused %s: permission denied", addr, what),
+				 errdetail("%s", resp->remark),
+				 permission_hint(what) ? errhint("%s", permission_hint(what)) : 0));
+	if (resp->code == RMQ_NO_PERMISSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("RocketMQ at %s refused %s: authentication failed", addr, what),
+				 resp->remark ? errdetail("%s", resp->remark) : 0,
+				 errhint("Requests are signed with the access_key and secret_key of your user mapping on the server named by the option server or rocketmq_stream.server; without one they go unsigned.")));
 	ereport(ERROR,
 			(errcode(resp->code == RMQ_TOPIC_NOT_EXIST ? ERRCODE_UNDEFINED_OBJECT
 					 : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -181,8 +237,9 @@ rmq_broker_error(const char *addr, const char *what, const RmqCommand *resp)
  * worked, moving on when connecting fails; an answered request is final.
  */
 void
-rmq_namesrv_rpc(const char *namesrv, RmqCommand *req, int timeout_ms, RmqCommand *resp)
+rmq_namesrv_rpc(const RmqOptions *o, RmqCommand *req, RmqCommand *resp)
 {
+	const char *namesrv = o->namesrv_addr;
 	char	   *list = pstrdup(namesrv);
 	char	   *addrs[64];
 	int			n = 0;
@@ -209,7 +266,7 @@ rmq_namesrv_rpc(const char *namesrv, RmqCommand *req, int timeout_ms, RmqCommand
 		/* Only connection failures fail over; cancels are re-thrown. */
 		PG_TRY();
 		{
-			rmq_rpc(addr, req, timeout_ms, resp);
+			rmq_rpc(o, addr, req, resp);
 			ok = true;
 		}
 		PG_CATCH();
@@ -256,7 +313,7 @@ rmq_route(const RmqOptions *o, const char *topic, bool refresh)
 	rmq_cmd_init(&req, RMQ_GET_ROUTEINFO_BY_TOPIC);
 	rmq_cmd_add(&req, "topic", topic);
 	rmq_cmd_add(&req, "acceptStandardJsonOnly", "true");
-	rmq_namesrv_rpc(o->namesrv_addr, &req, o->request_timeout_ms, &resp);
+	rmq_namesrv_rpc(o, &req, &resp);
 	if (resp.code == RMQ_TOPIC_NOT_EXIST)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -359,7 +416,7 @@ rmq_queue_offset(const RmqOptions *o, const char *addr, int code,
 
 	rmq_cmd_init(&req, code);
 	add_queue_fields(&req, topic, broker, qid);
-	rmq_rpc(addr, &req, o->request_timeout_ms, &resp);
+	rmq_rpc(o, addr, &req, &resp);
 	if (resp.code != RMQ_SUCCESS)
 		rmq_broker_error(addr, code == RMQ_GET_MAX_OFFSET ? "a max offset request"
 						 : "a min offset request", &resp);
@@ -382,7 +439,7 @@ rmq_search_offset(const RmqOptions *o, const char *addr, const char *topic,
 	add_queue_fields(&req, topic, broker, qid);
 	rmq_cmd_add_int64(&req, "timestamp", ts_ms);
 	rmq_cmd_add(&req, "boundaryType", "lower");
-	rmq_rpc(addr, &req, o->request_timeout_ms, &resp);
+	rmq_rpc(o, addr, &req, &resp);
 	if (resp.code != RMQ_SUCCESS)
 		rmq_broker_error(addr, "an offset-by-time request", &resp);
 	if (!rmq_cmd_field_int64(&resp, "offset", &off))
@@ -404,7 +461,7 @@ rmq_query_consumer_offset(const RmqOptions *o, const char *addr, const char *gro
 	add_queue_fields(&req, topic, broker, qid);
 	/* So that "not found" is never disguised as offset 0. */
 	rmq_cmd_add(&req, "setZeroIfNotFound", "false");
-	rmq_rpc(addr, &req, o->request_timeout_ms, &resp);
+	rmq_rpc(o, addr, &req, &resp);
 	if (resp.code == RMQ_QUERY_NOT_FOUND)
 		return false;
 	if (resp.code != RMQ_SUCCESS)
@@ -431,7 +488,7 @@ rmq_update_consumer_offset(const RmqOptions *o, const char *addr, const char *gr
 		rmq_cmd_add(&req, "consumerGroup", group);
 		add_queue_fields(&req, topic, broker, qid);
 		rmq_cmd_add_int64(&req, "commitOffset", offset);
-		rmq_rpc(addr, &req, o->request_timeout_ms, &resp);
+		rmq_rpc(o, addr, &req, &resp);
 		if (resp.code == RMQ_SUCCESS)
 			return;
 		if (resp.code != SUBSCRIPTION_GROUP_NOT_EXIST || attempt > 0)
@@ -442,7 +499,7 @@ rmq_update_consumer_offset(const RmqOptions *o, const char *addr, const char *gr
 		 * update; a pull without long polling is the least intrusive way.
 		 */
 		rmq_build_pull(&req, group, topic, broker, qid, offset, 1, 0, "*");
-		rmq_rpc(addr, &req, o->request_timeout_ms, &resp);
+		rmq_rpc(o, addr, &req, &resp);
 	}
 	rmq_broker_error(addr, "a consumer offset update", &resp);
 }

@@ -7,6 +7,7 @@
 
 #include "postgres.h"
 #include "utils/jsonb.h"
+#include "nodes/nodes.h"
 #include "utils/timestamp.h"
 #include "rmq_codec.h"
 
@@ -18,9 +19,36 @@ extern int	rmq_request_timeout_ms;
 extern int	rmq_connection_cache_size;
 extern bool rmq_check_crc;
 
+extern char *rmq_server;
+
+/* TLS towards name servers and brokers, named as libpq names its modes. */
+typedef enum RmqTlsMode
+{
+	RMQ_TLS_DISABLE,
+	RMQ_TLS_PREFER,
+	RMQ_TLS_REQUIRE,
+	RMQ_TLS_VERIFY_CA,
+	RMQ_TLS_VERIFY_FULL
+} RmqTlsMode;
+
+/* How to reach a cluster securely: from a foreign server and user mapping. */
+typedef struct RmqSecurity
+{
+	const char *server;			/* the foreign server's name; NULL: none */
+	RmqTlsMode	tls;
+	const char *tls_root_cert;
+	const char *tls_cert;
+	const char *tls_key;
+	bool		has_mapping;	/* the user has a user mapping on the server */
+	const char *access_key;		/* NULL: requests go unsigned */
+	const char *secret_key;
+	const char *profile;		/* identity for the connection cache; "" */
+} RmqSecurity;
+
 /* Per-call settings: GUC defaults, overridden by a jsonb options argument. */
 typedef struct RmqOptions
 {
+	RmqSecurity sec;
 	const char *namesrv_addr;
 	int			pull_batch_size;
 	int			pull_timeout_ms;
@@ -34,6 +62,11 @@ typedef struct RmqOptions
 } RmqOptions;
 
 extern void rmq_options_init(RmqOptions *o, Jsonb *opts);
+/* rmq_profile.c: a foreign server of the rocketmq_stream wrapper. */
+extern void rmq_options_use_server(RmqOptions *o, const char *name);
+extern uint64 rmq_profile_epoch;
+extern void rmq_profile_init(void);
+extern void rmq_profile_mask_activity(Node *stmt, const char *query);
 /* A scalar of a jsonb object as text, NULL if absent or null. */
 extern const char *rmq_jsonb_text(Jsonb *obj, const char *key);
 
@@ -42,7 +75,7 @@ typedef struct RmqConn RmqConn;
 /* The last connection failure was a timeout, not a refusal or reset. */
 extern bool rmq_conn_timed_out;
 
-extern RmqConn *rmq_conn_get(const char *addr, int timeout_ms);
+extern RmqConn *rmq_conn_get(const char *addr, const RmqSecurity *sec, int timeout_ms);
 extern const char *rmq_conn_addr(RmqConn *c);
 extern int32 rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline);
 extern void rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp);
@@ -57,9 +90,9 @@ extern void rmq_conn_release_aborted(int level);
 extern TimestampTz rmq_deadline(int timeout_ms);
 
 /* One request, one response, on the cached connection to addr. */
-extern void rmq_rpc(const char *addr, RmqCommand *req, int timeout_ms, RmqCommand *resp);
-/* Same against a name-server list "h:p;h:p", failing over on connect. */
-extern void rmq_namesrv_rpc(const char *namesrv, RmqCommand *req, int timeout_ms, RmqCommand *resp);
+extern void rmq_rpc(const RmqOptions *o, const char *addr, RmqCommand *req, RmqCommand *resp);
+/* Same against the options' name servers "h:p;h:p", failing over on connect. */
+extern void rmq_namesrv_rpc(const RmqOptions *o, RmqCommand *req, RmqCommand *resp);
 
 extern void rmq_broker_error(const char *addr, const char *what, const RmqCommand *resp) pg_attribute_noreturn();
 

@@ -109,6 +109,13 @@ extern void rmq_cmd_add_int64(RmqCommand *cmd, const char *key, int64 value);
 extern const char *rmq_cmd_field(const RmqCommand *cmd, const char *key);
 extern bool rmq_cmd_field_int64(const RmqCommand *cmd, const char *key, int64 *out);
 
+/*
+ * Sign a request for a broker with ACL as the official client does: adds
+ * AccessKey and Signature (HMAC-SHA1 over the sorted field values and the
+ * body).  Sign last: a field added afterwards voids the signature.
+ */
+extern bool rmq_sign(RmqCommand *cmd, const char *access_key, const char *secret_key, char **err);
+
 /* Encode a whole frame, 4-byte length included, with a JSON header. */
 extern void rmq_frame_encode(StringInfo out, const RmqCommand *cmd);
 
@@ -283,6 +290,7 @@ extern void rmq_hex(const unsigned char *in, size_t len, char *out);
 #define RMQ_SYSTEM_ERROR 1
 #define RMQ_SYSTEM_BUSY 2
 #define RMQ_REQUEST_CODE_NOT_SUPPORTED 3
+#define RMQ_NO_PERMISSION 16
 #define RMQ_TOPIC_NOT_EXIST 17
 #define RMQ_PULL_NOT_FOUND 19
 #define RMQ_PULL_RETRY_IMMEDIATELY 20

@@ -34,7 +34,7 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
-#include "rmq_client.h"
+#include "rmq_tls.h"
 
 #define READ_CHUNK (256 * 1024)
 #define MAX_CONNS 1100
@@ -54,6 +54,12 @@ struct RmqConn
 	int32		next_opaque;
 	uint64		last_used;
 	MemoryContext scratch;		/* one frame's decoded header */
+	char	   *profile;		/* the security profile it was opened with */
+	SSL		   *ssl;			/* NULL: plain TCP */
+	char	   *access_key;		/* sign requests as this user; NULL: don't */
+	char	   *secret_key;
+	bool		answered;		/* something came back on it */
+	bool		plain_refused;	/* plain TCP, and the peer hung up unanswered */
 	int32	   *waiting;		/* opaques of requests awaiting an answer */
 	int			nwaiting;
 	int			waiting_cap;
@@ -69,6 +75,7 @@ static void conn_buf_init(StringInfo s, int size);
 bool		rmq_conn_timed_out = false;
 
 static RmqConn **conns = NULL;
+static uint64 conn_epoch = 0;
 static int	nconns = 0;
 static uint64 use_clock = 0;
 static MemoryContext conn_cxt = NULL;
@@ -96,6 +103,8 @@ conn_close(RmqConn *c)
 		pfree(c->rbuf.data);
 	if (c->scratch)
 		MemoryContextDelete(c->scratch);
+	if (c->ssl)
+		rmq_tls_free(c->ssl);
 	if (c->waiting)
 		pfree(c->waiting);
 	pfree(c);
@@ -191,17 +200,22 @@ conn_fail(RmqConn *c, const char *what, int err)
 {
 	char		addr[256];
 
+	bool		hint_tls = err == 0 && c->ssl == NULL && !c->answered;
+
 	strlcpy(addr, c->addr, sizeof(addr));
 	rmq_conn_discard(c);
 	rmq_conn_timed_out = false;
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("could not %s RocketMQ at %s: %s", what, addr,
-					err ? strerror(err) : "connection closed by peer")));
+					err ? strerror(err) : "connection closed by peer"),
+			 hint_tls ? errhint("A server that requires TLS hangs up on plain connections: set option tls on the foreign server.") : 0));
 }
 
+static void conn_tls_handshake(RmqConn *c, const char *host, const RmqSecurity *sec, TimestampTz deadline);
+
 static RmqConn *
-conn_open(const char *addr, int timeout_ms)
+conn_open(const char *addr, const RmqSecurity *sec, int timeout_ms)
 {
 	char		host[256];
 	int			port;
@@ -274,7 +288,68 @@ conn_open(const char *addr, int timeout_ms)
 			conn_fail(c, "connect to", soerr);
 	}
 	conn_buf_init(&c->rbuf, READ_CHUNK + 1);
+	c->profile = MemoryContextStrdup(conn_cxt, sec->profile ? sec->profile : "");
+	if (sec->access_key && sec->secret_key)
+	{
+		c->access_key = MemoryContextStrdup(conn_cxt, sec->access_key);
+		c->secret_key = MemoryContextStrdup(conn_cxt, sec->secret_key);
+	}
+	if (sec->tls != RMQ_TLS_DISABLE)
+		conn_tls_handshake(c, host, sec, rmq_deadline(timeout_ms));
 	return c;
+}
+
+/*
+ * TLS over the connected socket, each step waiting on the latch like any
+ * other I/O here.  A failure of TLS itself (the handshake, a certificate)
+ * is not retried by streams: it will fail the same way next time.
+ */
+static void
+conn_tls_handshake(RmqConn *c, const char *host, const RmqSecurity *sec, TimestampTz deadline)
+{
+	char	   *err = NULL;
+
+	c->ssl = rmq_tls_new(c->sock, host, sec, &err);
+	if (c->ssl == NULL)
+	{
+		char		addr[256];
+
+		strlcpy(addr, c->addr, sizeof(addr));
+		rmq_conn_discard(c);
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not set up TLS for RocketMQ at %s", addr),
+				 errdetail("%s", err)));
+	}
+	for (;;)
+	{
+		RmqTlsStep st = rmq_tls_connect(c->ssl, &err);
+
+		if (st == RMQ_TLS_OK)
+			return;
+		if (st == RMQ_TLS_WANT_READ || st == RMQ_TLS_WANT_WRITE)
+		{
+			(void) conn_wait(c, st == RMQ_TLS_WANT_READ ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+							 0, deadline, "in a TLS handshake with");
+			continue;
+		}
+		if (st == RMQ_TLS_FAILED)
+		{
+			char		addr[256];
+
+			strlcpy(addr, c->addr, sizeof(addr));
+			rmq_conn_discard(c);
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("TLS handshake with RocketMQ at %s failed", addr),
+					 errdetail("%s", err),
+					 sec->tls >= RMQ_TLS_VERIFY_CA
+					 ? errhint("The server's certificate must chain to tls_root_cert%s.",
+							   sec->tls == RMQ_TLS_VERIFY_FULL ? " and name the host connected to" : "")
+					 : 0));
+		}
+		conn_fail(c, "complete a TLS handshake with", st == RMQ_TLS_SOCKET ? errno : 0);
+	}
 }
 
 /* initStringInfo in conn_cxt with a chosen size. */
@@ -289,9 +364,10 @@ conn_buf_init(StringInfo s, int size)
 }
 
 RmqConn *
-rmq_conn_get(const char *addr, int timeout_ms)
+rmq_conn_get(const char *addr, const RmqSecurity *sec, int timeout_ms)
 {
 	RmqConn    *c = NULL;
+	const char *profile = sec->profile ? sec->profile : "";
 
 	if (conn_cxt == NULL)
 	{
@@ -299,8 +375,17 @@ rmq_conn_get(const char *addr, int timeout_ms)
 										 ALLOCSET_DEFAULT_SIZES);
 		conns = MemoryContextAllocZero(conn_cxt, sizeof(RmqConn *) * MAX_CONNS);
 	}
+	/* Stale after a server or user mapping changed: reconnect. */
+	if (conn_epoch != rmq_profile_epoch)
+	{
+		for (int i = nconns - 1; i >= 0; i--)
+			if (!conns[i]->busy)
+				rmq_conn_discard(conns[i]);
+		conn_epoch = rmq_profile_epoch;
+	}
 	for (int i = 0; i < nconns; i++)
-		if (!conns[i]->busy && strcmp(conns[i]->addr, addr) == 0)
+		if (!conns[i]->busy && strcmp(conns[i]->addr, addr) == 0 &&
+			strcmp(conns[i]->profile, profile) == 0)
 		{
 			c = conns[i];
 			break;
@@ -323,7 +408,36 @@ rmq_conn_get(const char *addr, int timeout_ms)
 			ereport(ERROR,
 					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
 					 errmsg("too many RocketMQ connections in use in this backend")));
-		c = conn_open(addr, timeout_ms);
+		if (sec->tls == RMQ_TLS_PREFER)
+		{
+			/* TLS if the server speaks it, else plain, as libpq's prefer. */
+			MemoryContext cxt = CurrentMemoryContext;
+			RmqConn    *volatile got = NULL;
+
+			PG_TRY();
+			{
+				got = conn_open(addr, sec, timeout_ms);
+			}
+			PG_CATCH();
+			{
+				ErrorData  *ed;
+				RmqSecurity plain = *sec;
+
+				MemoryContextSwitchTo(cxt);
+				ed = CopyErrorData();
+				if (ed->sqlerrcode != ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION &&
+					ed->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+					PG_RE_THROW();
+				FlushErrorState();
+				plain.tls = RMQ_TLS_DISABLE;
+				got = conn_open(addr, &plain, timeout_ms);
+				FreeErrorData(ed);
+			}
+			PG_END_TRY();
+			c = got;
+		}
+		else
+			c = conn_open(addr, sec, timeout_ms);
 	}
 	c->busy = true;
 	c->busy_level = GetCurrentTransactionNestLevel();
@@ -388,6 +502,17 @@ rmq_conn_send(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
 	cmd->opaque = c->next_opaque++;
 	if (c->next_opaque < 0)
 		c->next_opaque = 1;
+	/* Last, over every field: what is added later is not signed. */
+	if (c->access_key && !(cmd->flag & RMQ_FLAG_RESPONSE))
+	{
+		char	   *err = NULL;
+
+		if (!rmq_sign(cmd, c->access_key, c->secret_key, &err))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not sign a request for RocketMQ at %s", c->addr),
+					 errdetail("%s", err)));
+	}
 	/* Registered first: an answer may not be taken for a stranger's. */
 	if (!(cmd->flag & (RMQ_FLAG_RESPONSE | RMQ_FLAG_ONEWAY)))
 		wait_for(c, cmd->opaque);
@@ -404,8 +529,24 @@ conn_send_frame(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
 	rmq_frame_encode(&out, cmd);
 	while (off < out.len)
 	{
-		ssize_t		n = send(c->sock, out.data + off, out.len - off, MSG_NOSIGNAL);
+		ssize_t		n;
 
+		if (c->ssl)
+		{
+			size_t		w;
+			char	   *err = NULL;
+			RmqTlsStep	st = rmq_tls_write(c->ssl, out.data + off, out.len - off, &w, &err);
+
+			if (st == RMQ_TLS_OK)
+				off += (int) w;
+			else if (st == RMQ_TLS_WANT_READ || st == RMQ_TLS_WANT_WRITE)
+				(void) conn_wait(c, st == RMQ_TLS_WANT_READ ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+								 0, deadline, "sending to");
+			else
+				conn_fail(c, "send to", st == RMQ_TLS_SOCKET ? errno : 0);
+			continue;
+		}
+		n = send(c->sock, out.data + off, out.len - off, MSG_NOSIGNAL);
 		if (n > 0)
 		{
 			off += n;
@@ -444,9 +585,46 @@ conn_fill(RmqConn *c, int want, TimestampTz soft, TimestampTz deadline)
 			enlargeStringInfo(&c->rbuf, Max(want, READ_CHUNK));
 			MemoryContextSwitchTo(old);
 		}
+		if (c->ssl)
+		{
+			size_t		got;
+			char	   *err = NULL;
+			RmqTlsStep	st = rmq_tls_read(c->ssl, c->rbuf.data + c->rbuf.len,
+										  c->rbuf.maxlen - c->rbuf.len - 1, &got, &err);
+
+			if (st == RMQ_TLS_OK)
+			{
+				c->rbuf.len += (int) got;
+				c->answered = true;
+			}
+			else if (st == RMQ_TLS_WANT_READ || st == RMQ_TLS_WANT_WRITE)
+			{
+				if (!conn_wait(c, st == RMQ_TLS_WANT_READ ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE,
+							   soft, deadline, "waiting for a response from"))
+					return false;
+			}
+			else if (st == RMQ_TLS_FAILED)
+			{
+				/* e.g. a client certificate the server refuses (TLS 1.3 says so here) */
+				char		addr[256];
+
+				strlcpy(addr, c->addr, sizeof(addr));
+				rmq_conn_discard(c);
+				ereport(ERROR,
+						(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+						 errmsg("TLS with RocketMQ at %s failed", addr),
+						 errdetail("%s", err)));
+			}
+			else
+				conn_fail(c, "receive from", st == RMQ_TLS_SOCKET ? errno : 0);
+			continue;
+		}
 		n = recv(c->sock, c->rbuf.data + c->rbuf.len, c->rbuf.maxlen - c->rbuf.len - 1, 0);
 		if (n > 0)
+		{
 			c->rbuf.len += n;
+			c->answered = true;
+		}
 		else if (n == 0)
 			conn_fail(c, "receive from", 0);
 		else if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -597,6 +775,10 @@ rmq_conn_wait_any(RmqConn **cs, int n, TimestampTz until)
 
 	if (timeout <= 0)
 		return false;
+	/* Bytes already read (into our buffer, or inside OpenSSL): no waiting. */
+	for (int i = 0; i < n; i++)
+		if (cs[i]->rbuf.len > cs[i]->rpos || (cs[i]->ssl && rmq_tls_pending(cs[i]->ssl)))
+			return true;
 	wes = CreateWaitEventSet(CurrentMemoryContext, n + 2);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
@@ -617,10 +799,10 @@ rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp)
 }
 
 void
-rmq_rpc(const char *addr, RmqCommand *req, int timeout_ms, RmqCommand *resp)
+rmq_rpc(const RmqOptions *o, const char *addr, RmqCommand *req, RmqCommand *resp)
 {
-	TimestampTz deadline = rmq_deadline(timeout_ms);
-	RmqConn    *c = rmq_conn_get(addr, timeout_ms);
+	TimestampTz deadline = rmq_deadline(o->request_timeout_ms);
+	RmqConn    *c = rmq_conn_get(addr, &o->sec, o->request_timeout_ms);
 
 	(void) rmq_conn_send(c, req, deadline);
 	/* A free connection waits for nothing else: this is our answer. */

@@ -203,7 +203,7 @@ rmq_plan_probe(Stream *s)
 			const char *addr = rmq_route_broker_addr(r, r->queues[i].broker_name);
 
 			if (addr != NULL && (r->queues[i].perm & RMQ_PERM_READ))
-				rmq_conn_done(rmq_conn_get(addr, s->def.opts.request_timeout_ms));
+				rmq_conn_done(rmq_conn_get(addr, &s->def.opts.sec, s->def.opts.request_timeout_ms));
 		}
 	}
 	PG_CATCH();

@@ -214,7 +214,7 @@ warn_damaged(RmqPullCtx *pctx, RmqCursor *c, const RmqMessage *m)
 static void
 read_broker(RddCtx *ctx, RmqCursor *cs, int n, const char *addr)
 {
-	RmqConn    *conn = rmq_conn_get(addr, ctx->opts.request_timeout_ms);
+	RmqConn    *conn = rmq_conn_get(addr, &ctx->opts.sec, ctx->opts.request_timeout_ms);
 	int			left = 0;
 	bool		holding = false;
 

@@ -309,7 +309,7 @@ send_with_retry(const RmqOptions *o, const char *topic, bool batch, int32 sysfla
 		rmq_cmd_add(&req, "n", q->broker);
 		req.body = body;
 		req.body_len = body_len;
-		rmq_rpc(q->addr, &req, o->request_timeout_ms, resp);
+		rmq_rpc(o, q->addr, &req, resp);
 		/* These codes all mean the message is stored. */
 		if (resp->code == RMQ_SUCCESS || resp->code == 10 || resp->code == 11 || resp->code == 12)
 			return;

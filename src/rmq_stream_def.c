@@ -10,11 +10,23 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "rmq_worker.h"
+
+/* A string as a JSON string literal. */
+static char *
+quote_json_string(const char *v)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	escape_json(&b, v);
+	return b.data;
+}
 
 static int64
 opt_int(Jsonb *o, const char *key, int64 def)
@@ -121,9 +133,31 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 			s->def.parallelism = atoi(rmq_spi_text(0, 10));
 			s->def.queue_map = qm ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(qm))) : NULL;
 			o = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opts)));
-			rmq_options_init(&s->def.opts, NULL);
-			if (rmq_jsonb_text(o, "namesrv_addr"))
-				s->def.opts.namesrv_addr = pstrdup(rmq_jsonb_text(o, "namesrv_addr"));
+			/*
+			 * The cluster: the stream's server (with its owner's user
+			 * mapping: this worker runs as the owner), else its namesrv_addr,
+			 * else the settings.  Resolved at every run: a changed server or
+			 * mapping starts a new run (rmq_profile_epoch).
+			 */
+			s->epoch = rmq_profile_epoch;
+			if (rmq_jsonb_text(o, "server"))
+			{
+				Jsonb	   *conn = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																	   CStringGetDatum(psprintf("{\"server\": %s}",
+																								quote_json_string(rmq_jsonb_text(o, "server"))))));
+
+				rmq_options_init(&s->def.opts, conn);
+			}
+			else if (rmq_jsonb_text(o, "namesrv_addr"))
+			{
+				Jsonb	   *conn = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																	   CStringGetDatum(psprintf("{\"namesrv_addr\": %s}",
+																								quote_json_string(rmq_jsonb_text(o, "namesrv_addr"))))));
+
+				rmq_options_init(&s->def.opts, conn);
+			}
+			else
+				rmq_options_init(&s->def.opts, NULL);
 			s->def.opts.pull_batch_size = (int) opt_int(o, "pull_batch_size", s->def.opts.pull_batch_size);
 			s->def.opts.request_timeout_ms = (int) opt_int(o, "request_timeout", s->def.opts.request_timeout_ms);
 			s->def.opts.check_crc = opt_bool(o, "check_crc", s->def.opts.check_crc);

@@ -82,6 +82,7 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 			if (!rmq_plan_current(s))
 			{
 				s->replan = true;
+				s->replan_why = "its share of the topic's queues changed";
 				return;
 			}
 		}
@@ -123,9 +124,17 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 			if (!rmq_plan_current(s))
 			{
 				s->replan = true;
+				s->replan_why = "its share of the topic's queues changed";
 				return;
 			}
 			last_route = GetCurrentTimestamp();
+		}
+		/* A foreign server or user mapping changed: resolve it again. */
+		if (s->epoch != rmq_profile_epoch)
+		{
+			s->replan = true;
+			s->replan_why = "a foreign server or user mapping changed";
+			return;
 		}
 		if (ConfigReloadPending)
 		{
@@ -237,8 +246,8 @@ rmq_worker_main(Datum arg)
 		if (ed == NULL && s.replan)
 		{
 			ereport(LOG,
-					(errmsg("stream \"%s\": the queues of topic \"%s\" changed; worker %d takes up its new share",
-							s.def.name, s.def.topic, s.def.index)));
+					(errmsg("stream \"%s\": worker %d starts again: %s",
+							s.def.name, s.def.index, s.replan_why)));
 			rmq_conn_reset_all();
 			failures = 0;
 			continue;

@@ -86,10 +86,12 @@ typedef struct Stream
 	Batch		batch;
 	TimestampTz last_tick;		/* rate limiter's last refill */
 	uint64		batches;
-	bool		replan;			/* the route changed: run again, at once */
+	bool		replan;			/* run again, at once ... */
+	const char *replan_why;		/* ... because */
 	bool		retrying;		/* the stream's row may say this worker retries */
 	bool		committed;		/* this run committed a batch */
 	TimestampTz vanished_since; /* some of its queues left the route then */
+	uint64		epoch;			/* rmq_profile_epoch its options were resolved at */
 } Stream;
 
 /* rmq_stream_def.c */

@@ -60,6 +60,7 @@ rmq_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 {
 	if (IsA(pstmt->utilityStmt, DropdbStmt))
 		stop_our_backends(((DropdbStmt *) pstmt->utilityStmt)->dbname);
+	rmq_profile_mask_activity(pstmt->utilityStmt, queryString);
 	if (prev_utility)
 		prev_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
@@ -74,6 +75,12 @@ _PG_init(void)
 	DefineCustomStringVariable("rocketmq_stream.namesrv_addr",
 							   "RocketMQ name server addresses, host:port;host:port.",
 							   NULL, &rmq_namesrv_addr, "127.0.0.1:9876",
+							   PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("rocketmq_stream.server",
+							   "Foreign server (of the rocketmq_stream wrapper) calls use by default.",
+							   "It gives the name servers, TLS settings, and with the user's mapping the credentials; "
+							   "an option server or namesrv_addr of a call overrides it.",
+							   &rmq_server, "",
 							   PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("rocketmq_stream.pull_batch_size",
 							"Messages asked for in one pull request.",
@@ -110,6 +117,7 @@ _PG_init(void)
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("rocketmq_stream");
 	rmq_offsets_init();
+	rmq_profile_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 		preloaded = true;

@@ -33,6 +33,8 @@ Modes:
   garbage_route         the route / cluster-info body is not JSON
  frame-level (the answer to a matching request):
   silent                never answered (the connection stays open)
+  blackhole             reads whatever comes, frame or not, and never writes:
+                        a TLS handshake waits for an answer that never comes
   trickle               the right answer, one byte every 100 ms
   truncated_frame       the first half of the answer, then FIN
   reset_mid_frame       the first half of the answer, then RST
@@ -72,7 +74,7 @@ CLUSTER = "FakeCluster"
 NAMESRV_CODES = (105, 106)
 ROUTE_MODES = ("overflow_route", "many_queues", "duplicate_brokers", "route_to_self",
                "route_port_0", "garbage_route")
-FRAME_MODES = ("silent", "trickle", "truncated_frame", "reset_mid_frame", "length_2gib",
+FRAME_MODES = ("silent", "blackhole", "trickle", "truncated_frame", "reset_mid_frame", "length_2gib",
                "header_past_frame", "garbage_json", "huge_json_header", "answer_other_request",
                "foreign_opaque_flood", "oneway_flood", "bomb_answer")
 MODES = ("good",) + ROUTE_MODES + FRAME_MODES
@@ -375,6 +377,10 @@ def applies(code):
 def serve_conn(sock, role, peer):
     conn = Conn(sock, role)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if args.mode == "blackhole":
+        while sock.recv(65536):
+            pass
+        return
     try:
         while True:
             (length,) = struct.unpack(">i", recv_exact(sock, 4))

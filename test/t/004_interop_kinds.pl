@@ -24,14 +24,7 @@ my $P = RmqTest::uniq('k4');
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-# The fields InteropDump prints, from rmq_create_rdd's columns (or a
-# stream's table, which has the same names).
-my $row_json = q{jsonb_build_object('topic', topic, 'broker', broker, 'queue_id', queue_id,
-    'queue_offset', queue_offset, 'msg_id', msg_id, 'unique_key', unique_key, 'keys', to_jsonb(keys),
-    'tags', tags, 'body_md5', md5(body), 'body_len', length(body), 'properties', properties,
-    'born_ms', (extract(epoch FROM born_timestamp) * 1000)::bigint, 'born_host', born_host,
-    'store_ms', (extract(epoch FROM store_timestamp) * 1000)::bigint, 'store_host', store_host,
-    'reconsume_times', reconsume_times, 'lossy', properties_raw IS NOT NULL)};
+my $row_json = $RmqTest::row_json;
 
 sub all_ranges
 {
@@ -39,8 +32,7 @@ sub all_ranges
 	return "(SELECT array_agg(rmq_offset_range('$t', broker, queue_id, min_offset, max_offset)) FROM rmq_queues('$t'))";
 }
 
-# Canonical JSON texts, sorted, so that field order and escaping do not matter.
-sub canon { return [ sort map { $json->encode($json->decode($_)) } grep { $_ ne '' } split /\n/, $_[0] ]; }
+sub canon { return RmqTest::canon(@_); }
 
 sub rdd_lines
 {

@@ -7,6 +7,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use JSON::PP;
 
 sub node
 {
@@ -80,6 +81,23 @@ sub message_table
 
 our $all_columns = 'topic, broker, queue_id, queue_offset, msg_id, unique_key, keys, tags, body, '
   . 'properties, born_timestamp, born_host, store_timestamp, store_host, reconsume_times';
+
+# The fields test/java/InteropDump prints, as JSON, from rmq_create_rdd's
+# columns (or a stream's table with the same names): compare with canon().
+our $row_json = q{jsonb_build_object('topic', topic, 'broker', broker, 'queue_id', queue_id,
+    'queue_offset', queue_offset, 'msg_id', msg_id, 'unique_key', unique_key, 'keys', to_jsonb(keys),
+    'tags', tags, 'body_md5', md5(body), 'body_len', length(body), 'properties', properties,
+    'born_ms', (extract(epoch FROM born_timestamp) * 1000)::bigint, 'born_host', born_host,
+    'store_ms', (extract(epoch FROM store_timestamp) * 1000)::bigint, 'store_host', store_host,
+    'reconsume_times', reconsume_times, 'lossy', properties_raw IS NOT NULL)};
+
+# JSON lines, canonical and sorted, so that field order and escaping do not matter.
+sub canon
+{
+	my ($text) = @_;
+	my $json = JSON::PP->new->canonical->utf8;
+	return [ sort map { $json->encode($json->decode($_)) } grep { $_ ne '' } split /\n/, $text ];
+}
 
 # produce($node, $topic, per_queue => N, queues => [0..3], tags => 'TagA',
 #         body => SQL expression of s (sequence number) and q (queue)):

@@ -36,6 +36,7 @@ const char *cur_test = "";
 
 void		run_batch_tests(void);	/* test_batch.c */
 void		run_route_tests(void);	/* test_route.c */
+void		run_sign_tests(void);	/* test_sign.c */
 
 static RmqJson *
 jparse(const char *s)
@@ -2205,6 +2206,7 @@ main(void)
 	RUN(test_answer_budget);
 	run_batch_tests();
 	run_route_tests();
+	run_sign_tests();
 
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail == 0 ? 0 : 1;
