@@ -74,3 +74,26 @@ SELECT count(*) FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broke
 RESET statement_timeout;
 -- The connection is usable again afterwards.
 SELECT count(*) FROM rmq_create_rdd('g', ARRAY[rmq_offset_range('rt_one', 'broker-a', 0, 0, 10)]);
+-- Connection profiles: servers and user mappings are checked when made.
+CREATE SERVER rt_bad1 FOREIGN DATA WRAPPER rocketmq_stream OPTIONS (namesrv 'x:1');
+CREATE SERVER rt_bad2 FOREIGN DATA WRAPPER rocketmq_stream OPTIONS (namesrv_addr 'nohost');
+CREATE SERVER rt_bad3 FOREIGN DATA WRAPPER rocketmq_stream OPTIONS (tls 'sometimes');
+CREATE SERVER rt_srv FOREIGN DATA WRAPPER rocketmq_stream OPTIONS (namesrv_addr '127.0.0.1:19876', tls 'disable');
+CREATE USER MAPPING FOR CURRENT_USER SERVER rt_srv OPTIONS (access_key 'only');
+CREATE USER MAPPING FOR CURRENT_USER SERVER rt_srv OPTIONS (user 'x', secret_key 'y');
+CREATE USER MAPPING FOR CURRENT_USER SERVER rt_srv OPTIONS (access_key '', secret_key 'y');
+ALTER SERVER rt_srv OPTIONS (ADD tls_cert '');
+CREATE FOREIGN DATA WRAPPER rt_other_fdw;
+CREATE SERVER rt_other FOREIGN DATA WRAPPER rt_other_fdw;
+-- Using them.
+SELECT count(*) FROM rmq_queues('rt_one', '{"server": "rt_srv"}');
+SELECT count(*) FROM rmq_queues('rt_one', '{"server": "rt_srv", "namesrv_addr": "127.0.0.1:19876"}');
+SELECT count(*) FROM rmq_queues('rt_one', '{"server": "rt_nope"}');
+SELECT count(*) FROM rmq_queues('rt_one', '{"server": "rt_other"}');
+SET rocketmq_stream.server = 'rt_nope';
+SELECT count(*) FROM rmq_queues('rt_one');
+SELECT count(*) FROM rmq_queues('rt_one', '{"namesrv_addr": "127.0.0.1:19876"}');
+RESET rocketmq_stream.server;
+DROP SERVER rt_srv;
+DROP SERVER rt_other;
+DROP FOREIGN DATA WRAPPER rt_other_fdw;
