@@ -8,7 +8,8 @@ DATA = rocketmq_stream--0.1.0.sql rocketmq_stream--0.1.0--0.2.0.sql \
 	rocketmq_stream--$(EXTVERSION).sql
 PGFILEDESC = "rocketmq_stream - exactly-once RocketMQ consumer and producer"
 
-CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c src/rmq_sign.c
+CODEC_SRCS = src/rmq_json.c src/rmq_frame.c src/rmq_message.c src/rmq_proto.c src/rmq_sign.c src/rmq_alloc.c \
+	src/rmq_group_proto.c
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # pg_regress runs against a real broker; see test/run-regress.sh.
@@ -39,7 +40,7 @@ $(TEST_BIN):
 	mkdir -p $@
 
 UNIT_SRCS = $(sort $(wildcard test/unit/test_*.c))
-$(TEST_BIN)/test_codec: $(UNIT_SRCS) test/unit/unit.h $(CODEC_SRCS) src/rmq_codec.h | $(TEST_BIN)
+$(TEST_BIN)/test_codec: $(UNIT_SRCS) test/unit/unit.h test/unit/alloc_vectors.tsv $(CODEC_SRCS) src/rmq_codec.h | $(TEST_BIN)
 	$(CC) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer $(FE_CFLAGS) -I$(srcdir)/test/unit \
 		-o $@ $(UNIT_SRCS) $(CODEC_SRCS) $(FE_LIBS)
 

@@ -272,6 +272,32 @@ extern void rmq_batch_append(StringInfo out, int32 flag, const char *body, uint3
 /* Uppercase hex. */
 extern void rmq_hex(const unsigned char *in, size_t len, char *out);
 
+/* ---------- consumer groups (rmq_group_proto.c) ---------- */
+typedef struct RmqMq
+{
+	const char *topic;
+	const char *broker;
+	int32		queue_id;
+} RmqMq;
+
+typedef struct RmqSubscription
+{
+	const char *topic;
+	const char *expression;		/* tag expression as given; NULL: "*" */
+	int64		version;		/* constant between heartbeats */
+} RmqSubscription;
+
+/* More members than any real group; past this a broker is broken. */
+#define RMQ_MAX_GROUP_MEMBERS 65536
+
+extern void rmq_group_heartbeat_body(StringInfo out, const char *client_id, const char *group,
+									 const char *consume_from, const RmqSubscription *subs, int nsubs);
+extern void rmq_group_mq_body(StringInfo out, const char *group, const char *client_id,
+							  const RmqMq *mqs, int n);
+extern bool rmq_parse_consumer_ids(const char *json, size_t len, char ***ids, int *n, char **err);
+extern bool rmq_parse_locked(const char *json, size_t len, const RmqMq *asked, int nasked,
+							 bool *locked, char **err);
+
 /* Response / request codes used by the client. */
 #define RMQ_SEND_MESSAGE_V2 310
 #define RMQ_SEND_BATCH_MESSAGE 320
@@ -283,6 +309,12 @@ extern void rmq_hex(const unsigned char *in, size_t len, char *out);
 #define RMQ_GET_MAX_OFFSET 30
 #define RMQ_GET_MIN_OFFSET 31
 #define RMQ_HEART_BEAT 34
+#define RMQ_UNREGISTER_CLIENT 35
+#define RMQ_GET_CONSUMER_LIST_BY_GROUP 38
+#define RMQ_NOTIFY_CONSUMER_IDS_CHANGED 40
+#define RMQ_LOCK_BATCH_MQ 41
+#define RMQ_UNLOCK_BATCH_MQ 42
+#define RMQ_GET_CONSUMER_RUNNING_INFO 307
 #define RMQ_GET_ROUTEINFO_BY_TOPIC 105
 #define RMQ_GET_BROKER_CLUSTER_INFO 106
 

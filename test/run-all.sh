@@ -49,6 +49,14 @@ cp -r test/broker/. "$RMQ_HOME/bin/"
 trap 'broker stop' EXIT
 broker start || { echo "run-all: the broker did not start" >&2; exit 1; }
 
+# The committed allocation vectors are what the official client computes.
+alloc_check() {
+    local tmp; tmp=$(mktemp -d)
+    RMQ_JAVA_BUILD=$tmp/classes bash test/java/run.sh AllocVectors > "$tmp/v.tsv" &&
+        cmp "$tmp/v.tsv" test/unit/alloc_vectors.tsv
+    local rc=$?; rm -rf "$tmp"; return $rc
+}
+stage "allocation vectors from the Java client" alloc_check
 stage "codec unit tests" make -s unit
 captured=$(mktemp -d /tmp/rmq_captured.XXXXXX)
 stage "seed capture from the real broker" python3 test/fuzz/capture_seeds.py \

@@ -1,7 +1,8 @@
 /*
  * fuzz_route.c — rmq_parse_route and rmq_parse_cluster_info on route /
  * cluster JSON, plus the helpers applied to what they return
- * (rmq_route_broker_addr, rmq_split_addr, rmq_java_hash).
+ * (rmq_route_broker_addr, rmq_split_addr, rmq_java_hash), and the consumer
+ * group answers (member list, locked queues).
  * Suggested: -max_len=262144 -dict=test/fuzz/json.dict
  */
 #include "fuzz_common.h"
@@ -73,6 +74,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	else
 		FUZZ_ASSERT(err != NULL);
+
+	/* the consumer-group answers a broker sends */
+	{
+		char	  **ids;
+		int			n;
+		RmqMq		asked[2] = {{"T", "broker-a", 0}, {"%RETRY%G", "broker-a", 1}};
+		bool		locked[2];
+
+		err = NULL;
+		if (rmq_parse_consumer_ids((const char *) data, size, &ids, &n, &err))
+		{
+			FUZZ_ASSERT(n >= 0 && n <= RMQ_MAX_GROUP_MEMBERS);
+			for (int i = 0; i < n; i++)
+				FUZZ_ASSERT(ids[i] != NULL && ids[i][0] != '\0');
+		}
+		else
+			FUZZ_ASSERT(err != NULL);
+		err = NULL;
+		if (!rmq_parse_locked((const char *) data, size, asked, 2, locked, &err))
+			FUZZ_ASSERT(err != NULL && !locked[0] && !locked[1]);
+	}
 
 	/* the address splitter and the hash on the raw bytes as a C string */
 	if (size < 4096)

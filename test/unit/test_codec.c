@@ -37,6 +37,8 @@ const char *cur_test = "";
 void		run_batch_tests(void);	/* test_batch.c */
 void		run_route_tests(void);	/* test_route.c */
 void		run_sign_tests(void);	/* test_sign.c */
+void		run_alloc_tests(void);	/* test_alloc.c */
+void		run_group_tests(void);	/* test_group.c */
 
 static RmqJson *
 jparse(const char *s)
@@ -2207,6 +2209,8 @@ main(void)
 	run_batch_tests();
 	run_route_tests();
 	run_sign_tests();
+	run_alloc_tests();
+	run_group_tests();
 
 	printf("%d passed, %d failed\n", n_pass, n_fail);
 	return n_fail == 0 ? 0 : 1;
