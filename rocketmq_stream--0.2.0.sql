@@ -124,6 +124,7 @@ CREATE TABLE rmq_offset (
     next_offset       bigint  NOT NULL CHECK (next_offset >= 0),
     broker_max_offset bigint,              -- as last seen by a stream's worker
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    held_by           text,                -- membership: the client id reading it from here now
     PRIMARY KEY (consumer_group, topic, broker, queue_id)
 );
 
@@ -216,7 +217,7 @@ DECLARE
     known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                           'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
                           'fail_on_data_loss', 'auto_commit', 'on_error', 'server', 'namesrv_addr', 'check_crc',
-                          'synchronous_commit'];
+                          'synchronous_commit', 'membership'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -243,6 +244,15 @@ BEGIN
         END IF;
         PERFORM rmq_check_server(options->>'server');
     END IF;
+    IF options ? 'membership' AND (jsonb_typeof(options->'membership') <> 'string' OR
+       NOT options->>'membership' IN ('none', 'group')) THEN
+        RAISE EXCEPTION 'stream option "membership" must be none or group' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'With group, the stream is a member of its consumer group and reads the share of the queues the group gives it.';
+    END IF;
+    IF options->>'membership' = 'group' AND options ? 'auto_commit' AND options->'auto_commit' = 'false'::jsonb THEN
+        RAISE EXCEPTION 'a stream with "membership": "group" needs auto_commit' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'The offsets it commits to the broker are where the next member to read a queue starts.';
+    END IF;
     IF options ? 'on_error' AND NOT options->>'on_error' IN ('fail', 'skip', 'dead_letter') THEN
         RAISE EXCEPTION 'on_error must be fail, skip or dead_letter' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -260,6 +270,27 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
+
+-- What membership of the group rules out: the group decides who reads which
+-- queue, and where a queue taken over starts.
+CREATE FUNCTION rmq_check_stream_shape(options jsonb, queue_map jsonb, force_specific boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF options->>'membership' = 'group' AND queue_map IS NOT NULL THEN
+        RAISE EXCEPTION 'a stream with "membership": "group" cannot have a queue_map'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The group shares the queues out among its members, as Java consumers do.';
+    END IF;
+    IF options->>'membership' = 'group' AND force_specific THEN
+        RAISE EXCEPTION 'a stream with "membership": "group" cannot use force_specific'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A member starts a queue it takes over where the group''s offset on the broker says.';
+    END IF;
+END $$;
+
+-- Tables a stream can write exactly once (not foreign, not Citus-distributed).
+CREATE FUNCTION rmq_check_target(target regclass) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_check_target' LANGUAGE C STRICT;
 
 CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
                                   start_from text DEFAULT 'earliest',
@@ -296,9 +327,13 @@ BEGIN
     IF format <> 'handler' AND handler IS NOT NULL THEN
         RAISE EXCEPTION 'a handler needs format => ''handler''' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM rmq_check_stream_shape(coalesce(options, '{}'), queue_map, force_specific);
     -- The owner must be able to write the target, now and at every batch.
     IF NOT has_table_privilege(target, 'INSERT') THEN
         RAISE EXCEPTION 'permission denied for table %', target USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF format <> 'handler' THEN
+        PERFORM rmq_check_target(target);
     END IF;
     SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) INTO tname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
@@ -392,6 +427,8 @@ BEGIN
         RAISE EXCEPTION 'stream "%" does not exist', name USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM rmq_check_stream_options(merged);
+    PERFORM rmq_check_stream_shape(merged, s.queue_map, s.force_specific)
+    FROM rmq_stream s WHERE s.name = rmq_alter_stream.name;
     UPDATE rmq_stream s SET options = merged, generation = generation + 1
     WHERE s.name = rmq_alter_stream.name;
 END $$;
@@ -409,13 +446,19 @@ SELECT s.name AS stream, o.broker, o.queue_id,
        r.rate AS messages_per_sec,
        o.updated_at AS last_batch_at,
        o.next_offset, o.broker_max_offset,
-       s.topic, s.consumer_group, s.state,
+       coalesce(o.topic, s.topic) AS topic, s.consumer_group, s.state,
        CASE WHEN s.state <> 'running' THEN s.state_since
             WHEN s.retrying_since IS NOT NULL THEN s.retrying_since
             ELSE greatest(s.healthy_since, s.state_since) END AS health_since,
-       s.last_error, s.last_error_at
+       s.last_error, s.last_error_at, o.held_by AS member
 FROM rmq_stream s
-LEFT JOIN rmq_offset o ON o.consumer_group = s.consumer_group AND o.topic = s.topic
+-- A member of its group shows the queues it reads now, of the topic and
+-- of the group's retry topic.
+LEFT JOIN rmq_offset o ON o.consumer_group = s.consumer_group
+    AND CASE WHEN s.options->>'membership' = 'group'
+             THEN o.topic IN (s.topic, '%RETRY%' || s.consumer_group) AND s.state = 'running'
+                  AND split_part(o.held_by, ':', 3) = s.name  -- host@pgSYSID:db:stream:worker
+             ELSE o.topic = s.topic END
 LEFT JOIN LATERAL (
     SELECT round(coalesce(sum(b.rows), 0) / 60.0, 1) AS rate
     FROM rmq_batch b WHERE b.stream = s.name AND b.committed_at > now() - interval '1 minute'

@@ -130,6 +130,8 @@ broker_down(Stream *s, const char *addr, MemoryContext cxt)
 		if (strcmp(c->addr, addr) != 0)
 			continue;
 		s->qs[j].conn = NULL;
+		/* A broker that restarted forgot our locks: renew before committing. */
+		s->qs[j].lock_doubt = true;
 		rmq_cursor_drop(&s->pull, c);
 		if (s->qs[j].down_failures == 0)
 			s->qs[j].down_since = GetCurrentTimestamp();

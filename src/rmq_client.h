@@ -82,6 +82,7 @@ extern void rmq_conn_recv(RmqConn *c, TimestampTz deadline, RmqCommand *resp);
 extern bool rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqCommand *resp);
 extern bool rmq_conn_wait_any(RmqConn **cs, int n, TimestampTz until);
 extern void rmq_conn_done(RmqConn *c);
+extern bool rmq_conn_serve(const char *addr, const RmqSecurity *sec, int timeout_ms);
 extern void rmq_conn_discard(RmqConn *c);
 extern void rmq_conn_discard_addr(const char *addr);
 extern void rmq_conn_reset_all(void);
@@ -109,6 +110,25 @@ extern bool rmq_query_consumer_offset(const RmqOptions *o, const char *addr, con
 									  const char *topic, const char *broker, int32 qid, int64 *out);
 extern void rmq_update_consumer_offset(const RmqOptions *o, const char *addr, const char *group,
 									   const char *topic, const char *broker, int32 qid, int64 offset);
+
+/* Consumer groups (rmq_group.c) */
+extern void rmq_group_heartbeat(const RmqOptions *o, const char *addr, const char *body);
+extern char **rmq_group_members(const RmqOptions *o, const char *addr, const char *group, int *n);
+extern void rmq_group_lock(const RmqOptions *o, const char *addr, const char *group, const char *client_id,
+						   const RmqMq *mqs, int n, bool *locked);
+extern void rmq_group_unlock(const RmqOptions *o, const char *addr, const char *group, const char *client_id,
+							 const RmqMq *mqs, int n);
+extern void rmq_group_unregister(const RmqOptions *o, const char *addr, const char *group,
+								 const char *client_id);
+
+/*
+ * Requests a broker sends us on a connection of ours (consumer list changes,
+ * running-info queries): a handler may fill `reply` and return true; false
+ * answers "not supported" (nothing, for oneway requests).  It must not
+ * throw: it runs while a connection is being read.
+ */
+typedef bool (*RmqRequestHandler) (const char *addr, const RmqCommand *req, RmqCommand *reply);
+extern RmqRequestHandler rmq_request_handler;
 
 /* Pull */
 typedef struct RmqPullResult

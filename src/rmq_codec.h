@@ -292,6 +292,7 @@ typedef struct RmqSubscription
 
 extern void rmq_group_heartbeat_body(StringInfo out, const char *client_id, const char *group,
 									 const char *consume_from, const RmqSubscription *subs, int nsubs);
+extern void rmq_group_subscription_json(StringInfo out, const RmqSubscription *sub);
 extern void rmq_group_mq_body(StringInfo out, const char *group, const char *client_id,
 							  const RmqMq *mqs, int n);
 extern bool rmq_parse_consumer_ids(const char *json, size_t len, char ***ids, int *n, char **err);

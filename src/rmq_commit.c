@@ -72,7 +72,7 @@ dead_letter(Stream *s, const RmqBatchMsg *bm, const char *error)
 	appendStringInfoChar(&props, '}');
 	memset(nulls, ' ', sizeof(nulls));
 	v[0] = rmq_text_datum(s->def.name);
-	v[1] = rmq_text_datum(s->def.topic);
+	v[1] = rmq_text_datum(bm->cursor->topic);
 	v[2] = rmq_text_datum(bm->cursor->broker);
 	v[3] = Int32GetDatum(m->queue_id);
 	v[4] = Int64GetDatum(m->queue_offset);
@@ -201,6 +201,7 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 	Oid			t[1] = {TEXTOID};
 	Datum		v[1] = {rmq_text_datum(s->def.name)};
 
+	rmq_member_confirm_locks(s);
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -246,7 +247,7 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 	{
 		RmqCursor  *c = &s->cursors[i];
 		Oid			ot[7] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
-		Datum		ov[7] = {rmq_text_datum(s->def.group), rmq_text_datum(s->def.topic), rmq_text_datum(c->broker),
+		Datum		ov[7] = {rmq_text_datum(s->def.group), rmq_text_datum(c->topic), rmq_text_datum(c->broker),
 		Int32GetDatum(c->queue_id), Int64GetDatum(c->next), Int64GetDatum(c->broker_max),
 		Int64GetDatum(s->qs[i].from)};
 
@@ -307,18 +308,26 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 	 */
 	if (s->def.auto_commit && strcmp(s->def.synchronous_commit, "off") == 0)
 		XLogFlush(XactLastCommitEnd);
+	/* Durable here: what a member may hand to the broker, even on its way out. */
+	for (int i = 0; i < s->ncursors; i++)
+		s->qs[i].stored = s->cursors[i].next;
 	if (s->def.auto_commit)
 		for (int i = 0; i < s->ncursors; i++)
 		{
 			RmqCursor  *c = &s->cursors[i];
 			MemoryContext cxt = CurrentMemoryContext;
 
-			if (c->next == s->qs[i].from)
+			/*
+			 * A member also sends what an earlier try could not: the broker's
+			 * offset is where the next owner of the queue starts.
+			 */
+			if (s->def.membership ? s->qs[i].at_broker == s->qs[i].stored : c->next == s->qs[i].from)
 				continue;
 			PG_TRY();
 			{
-				rmq_update_consumer_offset(&s->def.opts, c->addr, s->def.group, s->def.topic, c->broker,
+				rmq_update_consumer_offset(&s->def.opts, c->addr, s->def.group, c->topic, c->broker,
 										   c->queue_id, c->next);
+				s->qs[i].at_broker = c->next;
 			}
 			PG_CATCH();
 			{

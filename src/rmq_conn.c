@@ -683,6 +683,65 @@ consume_frame(RmqConn *c, uint32 len)
 	MemoryContextReset(c->scratch);
 }
 
+RmqRequestHandler rmq_request_handler = NULL;
+
+/*
+ * A request the server sent us: the handler's answer, else "not supported";
+ * nothing for a oneway one.  Whatever the handler builds lives in the
+ * frame's scratch context and goes with the frame.
+ */
+static void
+conn_serve_request(RmqConn *c, const RmqCommand *req, uint32 len, TimestampTz deadline)
+{
+	RmqCommand	reply;
+	int32		opaque = req->opaque;
+	bool		oneway = (req->flag & RMQ_FLAG_ONEWAY) != 0;
+	bool		answered;
+	MemoryContext old = MemoryContextSwitchTo(c->scratch);
+
+	rmq_cmd_init(&reply, RMQ_SUCCESS);
+	answered = rmq_request_handler != NULL && rmq_request_handler(c->addr, req, &reply);
+	if (!oneway && answered)
+	{
+		reply.flag = RMQ_FLAG_RESPONSE;
+		reply.opaque = opaque;
+		conn_send_frame(c, &reply, deadline);
+	}
+	MemoryContextSwitchTo(old);
+	consume_frame(c, len);
+	if (!oneway && !answered)
+		conn_reply_unsupported(c, opaque, deadline);
+}
+
+/*
+ * Read what the server at addr sent unasked on our idle connection to it,
+ * without waiting: requests are served, answers nobody waits for dropped.
+ * A member of a consumer group is told of changes so (the broker talks to
+ * the connection that heartbeats it).  False if there is no such
+ * connection: it was closed, and the broker forgot the member with it.
+ */
+bool
+rmq_conn_serve(const char *addr, const RmqSecurity *sec, int timeout_ms)
+{
+	const char *profile = sec->profile ? sec->profile : "";
+	RmqConn    *c = NULL;
+	RmqCommand	none;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (int i = 0; i < nconns && c == NULL; i++)
+		if (!conns[i]->busy && strcmp(conns[i]->addr, addr) == 0 &&
+			strcmp(conns[i]->profile, profile) == 0)
+			c = conns[i];
+	if (c == NULL)
+		return false;
+	c->busy = true;
+	c->busy_level = GetCurrentTransactionNestLevel();
+	c->last_used = ++use_clock;
+	(void) rmq_conn_recv_soft(c, now, TimestampTzPlusMilliseconds(now, timeout_ms), &none);
+	rmq_conn_done(c);
+	return true;
+}
+
 /*
  * Receive the next answer to a request of ours.  Frames that answer nothing
  * we are waiting for are dropped as they are read, and requests the server
@@ -730,13 +789,8 @@ rmq_conn_recv_soft(RmqConn *c, TimestampTz soft, TimestampTz deadline, RmqComman
 				conn_protocol_error(c, err);	/* cannot differ from above */
 			return true;
 		}
-		if (!(hdr.flag & RMQ_FLAG_RESPONSE) && !(hdr.flag & RMQ_FLAG_ONEWAY))
-		{
-			int32		opaque = hdr.opaque;
-
-			consume_frame(c, len);
-			conn_reply_unsupported(c, opaque, deadline);
-		}
+		if (!(hdr.flag & RMQ_FLAG_RESPONSE))
+			conn_serve_request(c, &hdr, len, deadline);
 		else
 			consume_frame(c, len);
 		now = GetCurrentTimestamp();

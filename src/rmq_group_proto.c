@@ -48,8 +48,8 @@ tag_sets(const char *expr, StringInfo tags, StringInfo codes)
 }
 
 /* Keys in fastjson's (alphabetical) order, so bodies compare with Java's. */
-static void
-append_subscription(StringInfo out, const RmqSubscription *sub)
+void
+rmq_group_subscription_json(StringInfo out, const RmqSubscription *sub)
 {
 	bool		all = sub->expression == NULL || sub->expression[0] == '\0' ||
 		strcmp(sub->expression, "*") == 0;
@@ -90,7 +90,7 @@ rmq_group_heartbeat_body(StringInfo out, const char *client_id, const char *grou
 	{
 		if (i)
 			appendStringInfoChar(out, ',');
-		append_subscription(out, &subs[i]);
+		rmq_group_subscription_json(out, &subs[i]);
 	}
 	appendStringInfoString(out, "],\"unitMode\":false}],\"heartbeatFingerprint\":0,"
 						   "\"producerDataSet\":[],\"withoutSub\":false}");

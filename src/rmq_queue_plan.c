@@ -17,30 +17,25 @@
 
 #include "rmq_worker.h"
 
-static int
-cmp_queue(const void *a, const void *b)
+/* Queue order as Java's MessageQueue.compareTo: topic, broker, queue id. */
+int
+rmq_plan_cmp_cursor(const void *a, const void *b)
 {
 	const RmqCursor *x = a,
 			   *y = b;
-	int			c = strcmp(x->broker, y->broker);
+	int			c = strcmp(x->topic, y->topic);
 
+	if (c == 0)
+		c = strcmp(x->broker, y->broker);
 	return c != 0 ? c : x->queue_id - y->queue_id;
 }
 
-/*
- * The queues this worker owns: the readable queues sorted by broker and id,
- * dealt round-robin over the workers (PreferConsistent), except those the
- * queue map assigns explicitly (PreferFixed).
- */
-static int
-plan_queues(Stream *s, RmqCursor **out)
+/* The topic's readable queues in the route, sorted. */
+int
+rmq_plan_topic_queues(Stream *s, const char *topic, RmqRoute *route, RmqCursor **out)
 {
-	RmqRoute   *route = rmq_route(&s->def.opts, s->def.topic, true);
 	RmqCursor  *all;
-	RmqCursor  *mine;
-	int			nmine = 0;
-	int			n = 0,
-				k = 0;
+	int			n = 0;
 
 	/* The route parser bounds these: at most RMQ_MAX_TOPIC_QUEUES in all. */
 	for (int i = 0; i < route->nqueues; i++)
@@ -56,7 +51,7 @@ plan_queues(Stream *s, RmqCursor **out)
 			continue;
 		for (int q = 0; q < qd->read_queue_nums; q++)
 		{
-			all[n].topic = s->def.topic;
+			all[n].topic = pstrdup(topic);
 			all[n].broker = pstrdup(qd->broker_name);
 			all[n].queue_id = q;
 			all[n].addr = pstrdup(addr);
@@ -65,7 +60,29 @@ plan_queues(Stream *s, RmqCursor **out)
 			n++;
 		}
 	}
-	qsort(all, n, sizeof(RmqCursor), cmp_queue);
+	qsort(all, n, sizeof(RmqCursor), rmq_plan_cmp_cursor);
+	*out = all;
+	return n;
+}
+
+/*
+ * The queues this worker owns: the readable queues sorted by broker and id,
+ * dealt round-robin over the workers (PreferConsistent), except those the
+ * queue map assigns explicitly (PreferFixed).  A member of its group gets
+ * its share from rmq_member.c instead.
+ */
+static int
+plan_queues(Stream *s, RmqCursor **out)
+{
+	RmqCursor  *all;
+	RmqCursor  *mine;
+	int			nmine = 0;
+	int			n,
+				k = 0;
+
+	if (s->def.membership)
+		return rmq_member_assign(s, out);
+	n = rmq_plan_topic_queues(s, s->def.topic, rmq_route(&s->def.opts, s->def.topic, true), &all);
 	mine = palloc0(mul_size(sizeof(RmqCursor), Max(n, 1)));
 	for (int i = 0; i < n; i++)
 	{
@@ -224,47 +241,96 @@ rmq_plan_probe(Stream *s)
  * offset on the broker (unless force_specific), else the start strategy.
  * The result is stored at once, so a restart before the first batch does
  * not move a "latest" start forward.
+ *
+ * A member of its group takes queues over from other members, which commit
+ * what they consumed to the broker before they let a queue go: there the
+ * later of the two offsets wins.  The broker's is ahead when another
+ * member read on after us (our stored offset is old news, and everything
+ * below the broker's is in that member's hands); ours is ahead when we
+ * crashed between a commit here and its copy to the broker (what we
+ * committed is ours).  The jump is logged and stored.
  */
 void
 rmq_plan_resolve_starts(Stream *s)
 {
-	Oid			t[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID};
+	Oid			t[6] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID};
 
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	/* Start offsets are durable whatever the stream's synchronous_commit. */
 	rmq_spi_exec("SET LOCAL synchronous_commit = on", 0, NULL, NULL, false);
+	/* What an earlier run of this member held is marked again below. */
+	if (s->def.membership)
+	{
+		Datum		hv[2] = {rmq_text_datum(s->def.group), rmq_text_datum(s->member.client_id)};
+
+		rmq_spi_exec(psprintf("UPDATE %s.rmq_offset SET held_by = NULL WHERE consumer_group = $1 AND held_by = $2",
+							  s->def.schema), 2, t + 1, hv, false);
+	}
 	for (int i = 0; i < s->ncursors; i++)
 	{
 		RmqCursor  *c = &s->cursors[i];
-		Datum		v[5] = {rmq_text_datum(s->def.group), rmq_text_datum(s->def.topic), rmq_text_datum(c->broker),
-		Int32GetDatum(c->queue_id), 0};
+		Datum		v[6] = {rmq_text_datum(s->def.group), rmq_text_datum(c->topic), rmq_text_datum(c->broker),
+			Int32GetDatum(c->queue_id), 0,
+		s->def.membership ? rmq_text_datum(s->member.client_id) : (Datum) 0};
+		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', s->def.membership ? ' ' : 'n'};
 		int64		off = -1;
+		int64		stored = -1;
+		int64		at_broker = -1;
+		bool		has_broker;
 
 		rmq_spi_exec(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 AND topic = $2 "
 						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, true);
 		if (SPI_processed == 1)
+			stored = strtoll(rmq_spi_text(0, 1), NULL, 10);
+		if (stored >= 0 && !s->def.membership)
 		{
-			c->next = strtoll(rmq_spi_text(0, 1), NULL, 10);
+			c->next = stored;
 			continue;
 		}
-		if (!s->def.force_specific &&
-			rmq_query_consumer_offset(&s->def.opts, c->addr, s->def.group, s->def.topic, c->broker, c->queue_id, &off))
-			;
+		has_broker = !s->def.force_specific &&
+			rmq_query_consumer_offset(&s->def.opts, c->addr, s->def.group, c->topic, c->broker, c->queue_id, &at_broker);
+		if (s->def.membership)
+			s->qs[i].at_broker = has_broker ? at_broker : -1;
+		if (stored >= 0 && (!has_broker || at_broker <= stored))
+			off = stored;
+		else if (has_broker)
+		{
+			off = at_broker;
+			if (stored >= 0)
+				ereport(LOG,
+						(errmsg("stream \"%s\": queue %d of broker \"%s\" continues at " INT64_FORMAT
+								", where another member of group \"%s\" left it",
+								s->def.name, c->queue_id, c->broker, off, s->def.group),
+						 errdetail("Its offset stored here was " INT64_FORMAT ".", stored)));
+		}
 		else if (strcmp(s->def.start_from, "latest") == 0)
-			off = rmq_queue_offset(&s->def.opts, c->addr, RMQ_GET_MAX_OFFSET, s->def.topic, c->broker, c->queue_id);
+			off = rmq_queue_offset(&s->def.opts, c->addr, RMQ_GET_MAX_OFFSET, c->topic, c->broker, c->queue_id);
 		else if (strcmp(s->def.start_from, "timestamp") == 0)
-			off = rmq_search_offset(&s->def.opts, c->addr, s->def.topic, c->broker, c->queue_id, s->def.start_ms);
+			off = rmq_search_offset(&s->def.opts, c->addr, c->topic, c->broker, c->queue_id, s->def.start_ms);
 		else if (strcmp(s->def.start_from, "offsets") == 0 && s->def.start_offsets &&
 				 rmq_jsonb_text(s->def.start_offsets, psprintf("%s/%d", c->broker, c->queue_id)))
 			off = strtoll(rmq_jsonb_text(s->def.start_offsets, psprintf("%s/%d", c->broker, c->queue_id)), NULL, 10);
 		else
-			off = rmq_queue_offset(&s->def.opts, c->addr, RMQ_GET_MIN_OFFSET, s->def.topic, c->broker, c->queue_id);
+			off = rmq_queue_offset(&s->def.opts, c->addr, RMQ_GET_MIN_OFFSET, c->topic, c->broker, c->queue_id);
 		v[4] = Int64GetDatum(Max(off, 0));
-		/* Not read-only: the SELECT must see what the INSERT just did. */
-		rmq_spi_exec(psprintf("INSERT INTO %s.rmq_offset (consumer_group, topic, broker, queue_id, next_offset) "
-						  "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", s->def.schema), 5, t, v, false);
+		/*
+		 * Not read-only: the SELECT must see what the INSERT just did.  A
+		 * member stores the start it took over and that it holds the queue.
+		 */
+		if (s->def.membership &&
+			SPI_execute_with_args(psprintf("INSERT INTO %s.rmq_offset AS o (consumer_group, topic, broker, queue_id, "
+										   "next_offset, held_by) VALUES ($1, $2, $3, $4, $5, $6) "
+										   "ON CONFLICT (consumer_group, topic, broker, queue_id) DO UPDATE "
+										   "SET next_offset = EXCLUDED.next_offset, held_by = EXCLUDED.held_by, "
+										   "updated_at = CASE WHEN o.next_offset = EXCLUDED.next_offset "
+										   "THEN o.updated_at ELSE now() END",
+										   s->def.schema), 6, t, v, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not store the start of queue %d of broker \"%s\"", c->queue_id, c->broker);
+		else if (!s->def.membership)
+			rmq_spi_exec(psprintf("INSERT INTO %s.rmq_offset (consumer_group, topic, broker, queue_id, next_offset) "
+							  "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", s->def.schema), 5, t, v, false);
 		rmq_spi_exec(psprintf("SELECT next_offset FROM %s.rmq_offset WHERE consumer_group = $1 AND topic = $2 "
 						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, false);
 		c->next = strtoll(rmq_spi_text(0, 1), NULL, 10);
@@ -272,4 +338,6 @@ rmq_plan_resolve_starts(Stream *s)
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	for (int i = 0; i < s->ncursors; i++)
+		s->qs[i].stored = s->cursors[i].next;
 }

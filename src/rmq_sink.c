@@ -286,6 +286,7 @@ rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("stream target \"%s\" has row-level security enabled", RelationGetRelationName(rel)),
 				 errdetail("Streams insert through COPY FROM, which does not support row-level security.")));
+	rmq_target_check(rel);
 	names = map_columns(rel, fmt, cols, &ncols);
 
 	initStringInfo(&buf);

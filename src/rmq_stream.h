@@ -28,6 +28,8 @@ typedef struct RmqBatchRange
 } RmqBatchRange;
 
 /* Insert messages through COPY (formats message and json); raises errors. */
+/* rmq_target.c: refuse targets a stream cannot write exactly once. */
+extern void rmq_target_check(Relation rel);
 extern uint64 rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n);
 /* Call the handler with the batch's messages and ranges. */
 extern void rmq_sink_handler(Oid handler, RmqBatchMsg *msgs, int n,

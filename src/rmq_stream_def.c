@@ -177,6 +177,11 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 			s->def.synchronous_commit = pstrdup(rmq_jsonb_text(o, "synchronous_commit")
 											? rmq_jsonb_text(o, "synchronous_commit") : "off");
 			s->def.on_error = pstrdup(rmq_jsonb_text(o, "on_error") ? rmq_jsonb_text(o, "on_error") : "fail");
+			s->def.membership = rmq_jsonb_text(o, "membership") &&
+				strcmp(rmq_jsonb_text(o, "membership"), "group") == 0;
+			/* A member's offsets on the broker are where the next owner of a queue starts. */
+			if (s->def.membership)
+				s->def.auto_commit = true;
 			MemoryContextSwitchTo(old);
 			ok = true;
 		}

@@ -30,6 +30,8 @@
  * for a while) and with topic updates.  The Java client polls every 30 s.
  */
 #define ROUTE_CHECK_MS 5000
+/* A member with no queues: how often it hears from the group. */
+#define MEMBER_IDLE_MS 500
 
 void
 rmq_worker_wait(long ms)
@@ -73,16 +75,18 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	SetConfigOption("synchronous_commit", s->def.synchronous_commit, PGC_USERSET, PGC_S_SESSION);
 	MemoryContextSwitchTo(stream_cxt);
 	rmq_plan_assign(s);
+	s->qs = palloc0(mul_size(sizeof(QueueState), Max(s->ncursors, 1)));
 	if (s->ncursors == 0)
 	{
 		/* More workers than queues: wait for a change of plan. */
 		while (rmq_stream_current(s))
 		{
-			rmq_worker_wait(ROUTE_CHECK_MS);
-			if (!rmq_plan_current(s))
+			rmq_worker_wait(s->def.membership ? MEMBER_IDLE_MS : ROUTE_CHECK_MS);
+			if (s->def.membership ? !rmq_member_tick(s) : !rmq_plan_current(s))
 			{
 				s->replan = true;
-				s->replan_why = "its share of the topic's queues changed";
+				if (!s->def.membership)
+					s->replan_why = "its share of the topic's queues changed";
 				return;
 			}
 		}
@@ -90,7 +94,6 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	}
 	rmq_plan_resolve_starts(s);
 	MemoryContextSwitchTo(stream_cxt);
-	s->qs = palloc0(mul_size(sizeof(QueueState), s->ncursors));
 	rmq_batch_init(s);
 	batch_cxt = AllocSetContextCreate(stream_cxt, "rocketmq_stream batch", ALLOCSET_DEFAULT_SIZES);
 
@@ -119,7 +122,15 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 		 * Between batches: the new run starts from the stored offsets, and
 		 * answers still in flight die with the connections.
 		 */
-		if (TimestampDifferenceExceeds(last_route, GetCurrentTimestamp(), ROUTE_CHECK_MS))
+		if (s->def.membership)
+		{
+			if (!rmq_member_tick(s))
+			{
+				s->replan = true;
+				return;
+			}
+		}
+		else if (TimestampDifferenceExceeds(last_route, GetCurrentTimestamp(), ROUTE_CHECK_MS))
 		{
 			if (!rmq_plan_current(s))
 			{
@@ -157,10 +168,14 @@ try_run(Stream *s, MemoryContext stream_cxt)
 	PG_TRY();
 	{
 		run_stream(s, stream_cxt);
+		/* Paused, dropped or reset: a member leaves its group. */
+		if (!s->replan)
+			rmq_member_leave(s);
 	}
 	PG_CATCH();
 	{
 		HOLD_INTERRUPTS();
+		rmq_member_end_run(s);
 		MemoryContextSwitchTo(TopMemoryContext);
 		ed = CopyErrorData();
 		if (!rmq_error_is_transient(ed->sqlerrcode))
@@ -248,7 +263,12 @@ rmq_worker_main(Datum arg)
 			ereport(LOG,
 					(errmsg("stream \"%s\": worker %d starts again: %s",
 							s.def.name, s.def.index, s.replan_why)));
-			rmq_conn_reset_all();
+			/* A member keeps its group's connections: closing them is leaving. */
+			if (s.def.membership)
+				rmq_member_hand_back(&s);
+			else
+				rmq_conn_reset_all();
+			rmq_member_end_run(&s);
 			failures = 0;
 			continue;
 		}

@@ -5,6 +5,8 @@
  *   rmq_stream_def.c   the stream's row: definition and options, whether it
  *                      is still this worker's to run, what went wrong
  *   rmq_queue_plan.c   which queues are this worker's, and where each starts
+ *   rmq_member.c       with "membership": "group", the same as a member of
+ *                      the consumer group: heartbeats, shares, queue locks
  *   rmq_batch.c        assembling a batch: pulls out on every broker, answers
  *                      in, brokers that fail sitting out
  *   rmq_commit.c       committing a batch with its offsets, and the error
@@ -46,6 +48,7 @@ typedef struct StreamDef
 	bool		auto_commit;
 	char	   *synchronous_commit;
 	char	   *on_error;
+	bool		membership;		/* a member of its consumer group */
 } StreamDef;
 
 /* One of the worker's queues, beside its cursor (same index). */
@@ -58,6 +61,10 @@ typedef struct QueueState
 	TimestampTz down_since;
 	int			down_failures;
 	RmqConn    *conn;
+	/* membership */
+	int64		stored;			/* its offset committed here */
+	int64		at_broker;		/* its offset committed to the broker, -1 unknown */
+	bool		lock_doubt;		/* its broker went away since the lock was renewed */
 } QueueState;
 
 /* The batch being assembled and committed. */
@@ -74,6 +81,23 @@ typedef struct Batch
 	RmqBatchMsg *damaged;		/* messages that did not decode, set aside */
 	int			ndamaged;
 } Batch;
+
+/* A stream's membership of its consumer group (rmq_member.c). */
+typedef struct Member
+{
+	char	   *client_id;
+	RmqOptions	opts;			/* the stream's, on connections of their own */
+	MemoryContext keep;			/* the run's */
+	char	   *heartbeat;		/* HEART_BEAT body, the same for the run */
+	char	  **addrs;			/* brokers heartbeated this run */
+	int			naddrs;
+	TimestampTz heartbeat_at;
+	TimestampTz rebalance_at;
+	TimestampTz locked_at;		/* every queue of ours locked again then */
+	TimestampTz want_at;		/* queues of our share others still hold: tried then */
+	bool		wanting;
+	TimestampTz started_at;
+} Member;
 
 typedef struct Stream
 {
@@ -92,6 +116,7 @@ typedef struct Stream
 	bool		committed;		/* this run committed a batch */
 	TimestampTz vanished_since; /* some of its queues left the route then */
 	uint64		epoch;			/* rmq_profile_epoch its options were resolved at */
+	Member		member;
 } Stream;
 
 /* rmq_stream_def.c */
@@ -110,6 +135,19 @@ extern void rmq_plan_assign(Stream *s);
 extern bool rmq_plan_current(Stream *s);
 extern void rmq_plan_resolve_starts(Stream *s);
 extern bool rmq_plan_probe(Stream *s);
+
+/* rmq_queue_plan.c, shared with rmq_member.c */
+extern int	rmq_plan_topic_queues(Stream *s, const char *topic, RmqRoute *route, RmqCursor **out);
+extern int	rmq_plan_cmp_cursor(const void *a, const void *b);
+
+/* rmq_member.c */
+extern void rmq_member_init(Stream *s);
+extern int	rmq_member_assign(Stream *s, RmqCursor **out);
+extern bool rmq_member_tick(Stream *s);
+extern void rmq_member_confirm_locks(Stream *s);
+extern void rmq_member_leave(Stream *s);
+extern void rmq_member_end_run(Stream *s);
+extern void rmq_member_hand_back(Stream *s);
 
 /* rmq_batch.c */
 extern void rmq_batch_init(Stream *s);

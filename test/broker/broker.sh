@@ -17,6 +17,8 @@
 #   broker.sh delete-expired           ask the broker to delete its expired
 #                                      commit-log files now (what mqadmin
 #                                      deleteExpiredCommitLog does)
+#   broker.sh admin SUB ARGS...        the official admin CLI (mqadmin SUB)
+#                                      against this name server
 #
 # Environment (defaults):
 #   RMQ_HOME=/tmp/rmq_stream_broker   state: configs, store, logs, pid files
@@ -687,5 +689,8 @@ case ${1:-} in
     create-topic) shift; cmd_create_topic "$@" ;;
     env) cmd_env ;;
     delete-expired) cmd_delete_expired ;;
-    *) echo "usage: $0 start|stop|status|kill broker|namesrv|revive|create-topic TOPIC [QUEUES]|env|delete-expired" >&2; exit 2 ;;
+    # The official admin CLI against this name server, e.g. admin consumerConnection -g G
+    admin) shift; sub=${1:?usage: broker.sh admin SUBCOMMAND ARGS...}; shift
+        mqadmin "$sub" -n "$namesrv_addr" "$@" ;;
+    *) echo "usage: $0 start|stop|status|kill broker|namesrv|revive|create-topic TOPIC [QUEUES]|env|delete-expired|admin SUBCOMMAND ARGS..." >&2; exit 2 ;;
 esac
