@@ -291,6 +291,13 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	/*
+	 * Committed here: from now on what a member hands to the broker, even
+	 * if it is stopped before the next line (the broker gets it only once
+	 * it is flushed to disk, below or on the way out).
+	 */
+	for (int i = 0; i < s->ncursors; i++)
+		s->qs[i].stored = s->cursors[i].next;
 	pgstat_report_stat(false);
 	if (s->batch.poison)
 		ereport(ERROR,
@@ -308,9 +315,6 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 	 */
 	if (s->def.auto_commit && strcmp(s->def.synchronous_commit, "off") == 0)
 		XLogFlush(XactLastCommitEnd);
-	/* Durable here: what a member may hand to the broker, even on its way out. */
-	for (int i = 0; i < s->ncursors; i++)
-		s->qs[i].stored = s->cursors[i].next;
 	if (s->def.auto_commit)
 		for (int i = 0; i < s->ncursors; i++)
 		{

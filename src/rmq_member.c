@@ -532,6 +532,7 @@ release(Stream *s, int *which, int n)
 	RmqCursor **qs = palloc(sizeof(RmqCursor *) * Max(n, 1));
 	Oid			t[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
 
+	XLogFlush(XactLastCommitEnd);
 	for (int k = 0; k < n; k++)
 	{
 		int			i = which[k];
@@ -854,6 +855,8 @@ leave(Stream *s, int timeout_ms)
 	int			n = 0;
 
 	o.request_timeout_ms = Min(o.request_timeout_ms, timeout_ms);
+	/* The broker never gets an offset ahead of what is on disk here. */
+	XLogFlush(XactLastCommitEnd);
 	for (int i = 0; s->qs && i < s->ncursors; i++)
 	{
 		if (s->qs[i].at_broker != s->qs[i].stored)

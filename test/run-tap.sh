@@ -8,7 +8,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${RMQ_NAMESRV:?set RMQ_NAMESRV to the test name server, host:port}"
 pgxs=$(dirname "$(pg_config --pgxs)")/..
-work=$(mktemp -d /tmp/rmq_tap.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/rmq_tap.XXXXXX")
 cp -r "$top/test" "$work/test"
 # The Java programs are built once, here, where the test user can read them.
 export RMQ_JAVA_BUILD=${RMQ_JAVA_BUILD:-$work/java-classes}
