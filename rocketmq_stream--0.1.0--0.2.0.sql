@@ -1,6 +1,14 @@
 -- rocketmq_stream 0.1.0 -> 0.2.0
 \echo Use "ALTER EXTENSION rocketmq_stream UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Everything that differs from a fresh 0.2.0 install, so that both end up
+-- with one catalog (test/t/008_upgrade.pl compares them object by object).
+--
+-- Streams may be running: take the tables in the order a worker's batch
+-- does (rmq_stream first), so that no worker transaction deadlocks with
+-- this one; workers wait, then carry on with the new catalog.
+LOCK TABLE rmq_stream, rmq_offset, rmq_dead_letter, rmq_batch IN ACCESS EXCLUSIVE MODE;
+
 -- Messages whose property text cannot be PostgreSQL text exactly (NUL, bytes
 -- that are not UTF-8) keep their stored property string beside it.
 DROP FUNCTION rmq_create_rdd(text, rmq_offset_range[], jsonb);
@@ -39,3 +47,192 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'rmq_create_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION rmq_create_topic(text, integer, text, jsonb, jsonb) FROM PUBLIC;
+
+-- Secured clusters: foreign servers of this wrapper and user mappings.
+CREATE FUNCTION rmq_fdw_validator(text[], oid) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_fdw_validator'
+LANGUAGE C STRICT;
+CREATE FOREIGN DATA WRAPPER rocketmq_stream VALIDATOR rmq_fdw_validator;
+
+CREATE FUNCTION rmq_check_server(server text) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_check_server'
+LANGUAGE C STRICT;
+
+-- A stream's health: since when its state holds, whether a worker retries.
+-- A stream of 0.1.0 is in its state since at least now.  Filled by UPDATE
+-- rather than by ADD COLUMN ... DEFAULT, which would leave a "missing
+-- value" in the catalog that a fresh install does not have.
+ALTER TABLE rmq_stream ADD COLUMN state_since timestamptz,
+                       ADD COLUMN retrying_since timestamptz,
+                       ADD COLUMN healthy_since timestamptz;
+UPDATE rmq_stream SET state_since = now();
+ALTER TABLE rmq_stream ALTER COLUMN state_since SET DEFAULT now(),
+                       ALTER COLUMN state_since SET NOT NULL;
+
+-- The option "server".
+CREATE OR REPLACE FUNCTION rmq_check_stream_options(options jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
+                          'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
+                          'fail_on_data_loss', 'auto_commit', 'on_error', 'server', 'namesrv_addr', 'check_crc',
+                          'synchronous_commit'];
+BEGIN
+    IF jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(options) LOOP
+        IF NOT k = ANY (known) THEN
+            RAISE EXCEPTION 'unrecognized stream option "%"', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Valid options are ' || array_to_string(known, ', ') || '.';
+        END IF;
+    END LOOP;
+    IF options ? 'synchronous_commit' AND (jsonb_typeof(options->'synchronous_commit') <> 'string' OR
+       NOT options->>'synchronous_commit' IN ('on', 'off', 'local', 'remote_write', 'remote_apply')) THEN
+        RAISE EXCEPTION 'synchronous_commit must be on, off, local, remote_write or remote_apply'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF options ? 'server' AND options ? 'namesrv_addr' THEN
+        RAISE EXCEPTION 'stream options "server" and "namesrv_addr" cannot both be given'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A server names its own name servers.';
+    END IF;
+    IF options ? 'server' THEN
+        IF jsonb_typeof(options->'server') <> 'string' THEN
+            RAISE EXCEPTION 'stream option "server" must be a string' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM rmq_check_server(options->>'server');
+    END IF;
+    IF options ? 'on_error' AND NOT options->>'on_error' IN ('fail', 'skip', 'dead_letter') THEN
+        RAISE EXCEPTION 'on_error must be fail, skip or dead_letter' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH k IN ARRAY ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
+                             'pull_batch_size', 'pull_timeout', 'request_timeout'] LOOP
+        IF options ? k AND (jsonb_typeof(options->k) <> 'number' OR (options->>k)::numeric < 0
+                            OR (options->>k)::numeric <> trunc((options->>k)::numeric)) THEN
+            RAISE EXCEPTION 'stream option "%" must be a non-negative integer', k
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    FOREACH k IN ARRAY ARRAY['fail_on_data_loss', 'auto_commit', 'check_crc'] LOOP
+        IF options ? k AND jsonb_typeof(options->k) <> 'boolean' THEN
+            RAISE EXCEPTION 'stream option "%" must be a boolean', k USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+END $$;
+
+-- start_time must be finite.
+CREATE OR REPLACE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
+                                  start_from text DEFAULT 'earliest',
+                                  start_time timestamptz DEFAULT NULL,
+                                  start_offsets jsonb DEFAULT NULL,
+                                  force_specific boolean DEFAULT false,
+                                  format text DEFAULT 'message',
+                                  handler regprocedure DEFAULT NULL,
+                                  parallelism integer DEFAULT 1,
+                                  queue_map jsonb DEFAULT NULL,
+                                  options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    tname text;
+BEGIN
+    PERFORM rmq_check_preloaded();
+    PERFORM rmq_check_stream_options(coalesce(options, '{}'));
+    IF start_from = 'timestamp' AND start_time IS NULL THEN
+        RAISE EXCEPTION 'start_from => ''timestamp'' needs start_time' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT isfinite(start_time) THEN
+        RAISE EXCEPTION 'start_time must be a finite time, not %', start_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF start_from = 'offsets' AND (start_offsets IS NULL OR jsonb_typeof(start_offsets) <> 'object') THEN
+        RAISE EXCEPTION 'start_from => ''offsets'' needs start_offsets, e.g. {"broker-a/0": 42}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF format = 'handler' AND handler IS NULL THEN
+        RAISE EXCEPTION 'format => ''handler'' needs a handler function' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The handler takes (rmq_message[], rmq_offset_range[]) and is called once per batch.';
+    END IF;
+    IF format <> 'handler' AND handler IS NOT NULL THEN
+        RAISE EXCEPTION 'a handler needs format => ''handler''' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The owner must be able to write the target, now and at every batch.
+    IF NOT has_table_privilege(target, 'INSERT') THEN
+        RAISE EXCEPTION 'permission denied for table %', target USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) INTO tname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
+    INSERT INTO rmq_stream (name, topic, consumer_group, target, format, handler, start_from, start_time,
+                            start_offsets, force_specific, parallelism, queue_map, options)
+    VALUES (name, topic, consumer_group, tname, format, handler, start_from, start_time,
+            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'));
+END $$;
+
+-- state_since and retrying_since follow the state.
+CREATE OR REPLACE FUNCTION rmq_stream_set_state(stream_name text, new_state text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE rmq_stream SET state = new_state,
+        generation = generation + CASE WHEN new_state = 'running' THEN 1 ELSE 0 END,
+        last_error = CASE WHEN new_state = 'running' THEN NULL ELSE last_error END,
+        state_since = CASE WHEN state IS DISTINCT FROM new_state THEN now() ELSE state_since END,
+        retrying_since = NULL
+    WHERE name = stream_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream "%" does not exist', stream_name USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION rmq_reset_stream(name text, start_from text DEFAULT 'earliest',
+                                 start_time timestamptz DEFAULT NULL,
+                                 start_offsets jsonb DEFAULT NULL,
+                                 force_specific boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    s rmq_stream;
+BEGIN
+    IF NOT isfinite(rmq_reset_stream.start_time) THEN
+        RAISE EXCEPTION 'start_time must be a finite time, not %', rmq_reset_stream.start_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE rmq_stream SET start_from = rmq_reset_stream.start_from,
+                          start_time = rmq_reset_stream.start_time,
+                          start_offsets = rmq_reset_stream.start_offsets,
+                          force_specific = rmq_reset_stream.force_specific,
+                          generation = generation + 1, last_error = NULL, retrying_since = NULL,
+                          state_since = CASE WHEN state = 'failed' THEN now() ELSE state_since END,
+                          state = CASE WHEN state = 'failed' THEN 'running' ELSE state END
+    WHERE rmq_stream.name = rmq_reset_stream.name RETURNING * INTO s;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    DELETE FROM rmq_offset o WHERE o.consumer_group = s.consumer_group AND o.topic = s.topic;
+END $$;
+
+-- health and health_since, and the columns a DBA looks at first first: a
+-- new column order, which CREATE OR REPLACE VIEW cannot give.
+DROP VIEW rmq_stream_status;
+CREATE VIEW rmq_stream_status WITH (security_invoker = true) AS
+SELECT s.name AS stream, o.broker, o.queue_id,
+       CASE WHEN s.state <> 'running' THEN s.state
+            WHEN s.retrying_since IS NOT NULL THEN 'retrying'
+            ELSE 'healthy' END AS health,
+       greatest(o.broker_max_offset - o.next_offset, 0) AS lag,
+       r.rate AS messages_per_sec,
+       o.updated_at AS last_batch_at,
+       o.next_offset, o.broker_max_offset,
+       s.topic, s.consumer_group, s.state,
+       CASE WHEN s.state <> 'running' THEN s.state_since
+            WHEN s.retrying_since IS NOT NULL THEN s.retrying_since
+            ELSE greatest(s.healthy_since, s.state_since) END AS health_since,
+       s.last_error, s.last_error_at
+FROM rmq_stream s
+LEFT JOIN rmq_offset o ON o.consumer_group = s.consumer_group AND o.topic = s.topic
+LEFT JOIN LATERAL (
+    SELECT round(coalesce(sum(b.rows), 0) / 60.0, 1) AS rate
+    FROM rmq_batch b WHERE b.stream = s.name AND b.committed_at > now() - interval '1 minute'
+) r ON true;
+GRANT SELECT ON rmq_stream_status TO PUBLIC;

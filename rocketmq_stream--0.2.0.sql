@@ -160,11 +160,13 @@ CREATE TABLE rmq_stream (
     generation      integer NOT NULL DEFAULT 1,   -- bumped by resume/reset: workers restart
     last_error      text,
     last_error_at   timestamptz,
+    owner           regrole NOT NULL DEFAULT current_user::regrole,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- Columns added since 0.1.0 come last, where ALTER TABLE ... ADD COLUMN
+    -- puts them in an upgraded database: both must have one row type.
     state_since     timestamptz NOT NULL DEFAULT now(),
     retrying_since  timestamptz,           -- a worker is retrying since then; NULL: none is
-    healthy_since   timestamptz,           -- the last recovery from retrying
-    owner           regrole NOT NULL DEFAULT current_user::regrole,
-    created_at      timestamptz NOT NULL DEFAULT now()
+    healthy_since   timestamptz            -- the last recovery from retrying
 );
 
 CREATE TABLE rmq_batch (
