@@ -122,8 +122,10 @@ BEGIN
     END LOOP;
 END $$;
 
--- start_time must be finite.
-CREATE OR REPLACE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
+-- start_time must be finite; the new stream's row is returned.
+DROP FUNCTION rmq_create_stream(text, text, text, regclass, text, timestamptz, jsonb, boolean, text,
+                                regprocedure, integer, jsonb, jsonb);
+CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
                                   start_from text DEFAULT 'earliest',
                                   start_time timestamptz DEFAULT NULL,
                                   start_offsets jsonb DEFAULT NULL,
@@ -133,10 +135,11 @@ CREATE OR REPLACE FUNCTION rmq_create_stream(name text, topic text, consumer_gro
                                   parallelism integer DEFAULT 1,
                                   queue_map jsonb DEFAULT NULL,
                                   options jsonb DEFAULT '{}')
-RETURNS void
+RETURNS rmq_stream
 LANGUAGE plpgsql AS $$
 DECLARE
     tname text;
+    s rmq_stream;
 BEGIN
     PERFORM rmq_check_preloaded();
     PERFORM rmq_check_stream_options(coalesce(options, '{}'));
@@ -167,7 +170,9 @@ BEGIN
     INSERT INTO rmq_stream (name, topic, consumer_group, target, format, handler, start_from, start_time,
                             start_offsets, force_specific, parallelism, queue_map, options)
     VALUES (name, topic, consumer_group, tname, format, handler, start_from, start_time,
-            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'));
+            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'))
+    RETURNING * INTO s;
+    RETURN s;
 END $$;
 
 -- state_since and retrying_since follow the state.

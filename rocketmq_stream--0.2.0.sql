@@ -263,6 +263,7 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Returns the new stream's row: its defaults filled in, its owner.
 CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
                                   start_from text DEFAULT 'earliest',
                                   start_time timestamptz DEFAULT NULL,
@@ -273,10 +274,11 @@ CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, ta
                                   parallelism integer DEFAULT 1,
                                   queue_map jsonb DEFAULT NULL,
                                   options jsonb DEFAULT '{}')
-RETURNS void
+RETURNS rmq_stream
 LANGUAGE plpgsql AS $$
 DECLARE
     tname text;
+    s rmq_stream;
 BEGIN
     PERFORM rmq_check_preloaded();
     PERFORM rmq_check_stream_options(coalesce(options, '{}'));
@@ -307,7 +309,9 @@ BEGIN
     INSERT INTO rmq_stream (name, topic, consumer_group, target, format, handler, start_from, start_time,
                             start_offsets, force_specific, parallelism, queue_map, options)
     VALUES (name, topic, consumer_group, tname, format, handler, start_from, start_time,
-            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'));
+            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'))
+    RETURNING * INTO s;
+    RETURN s;
 END $$;
 
 CREATE FUNCTION rmq_stream_set_state(stream_name text, new_state text) RETURNS void
