@@ -241,3 +241,67 @@ LEFT JOIN LATERAL (
     FROM rmq_batch b WHERE b.stream = s.name AND b.committed_at > now() - interval '1 minute'
 ) r ON true;
 GRANT SELECT ON rmq_stream_status TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- What each object is for, as \df+, \dt+ and \dv+ show it.  Kept together
+-- and identical in the install and upgrade scripts.
+-- ---------------------------------------------------------------------------
+COMMENT ON TYPE rmq_offset_range IS
+    'The range [from_offset, until_offset) of one queue of a topic; offsets are "next offset to read".';
+COMMENT ON TYPE rmq_message IS
+    'A message as a stream''s handler receives it: the columns of rmq_create_rdd.';
+COMMENT ON FUNCTION rmq_offset_range(text, text, integer, bigint, bigint) IS
+    'Builds the range [from_offset, until_offset) of one queue; rejects negative offsets and from > until.';
+COMMENT ON FUNCTION rmq_queues(text, jsonb) IS
+    'Every readable queue of a topic with the broker''s current min and max offsets.';
+COMMENT ON FUNCTION rmq_create_rdd(text, rmq_offset_range[], jsonb) IS
+    'Reads exactly the messages in the given offset ranges, like Spark''s createRDD.';
+COMMENT ON FUNCTION rmq_offset_for_time(text, text, integer, timestamptz, jsonb) IS
+    'The first offset of a queue whose store time is at or after the given time.';
+COMMENT ON FUNCTION rmq_broker_offsets(text, text, jsonb) IS
+    'A consumer group''s offsets as committed on the broker, per queue of the topic.';
+COMMENT ON FUNCTION rmq_commit_offsets(text, rmq_offset_range[], jsonb) IS
+    'Records ranges in rmq_offset in this transaction, each starting where the stored offset ends, and commits them to the broker after COMMIT.';
+COMMENT ON FUNCTION rmq_send(text, bytea, text, text, jsonb, jsonb) IS
+    'Sends one message and returns its message id.';
+COMMENT ON FUNCTION rmq_send_batch(text, bytea[], text, text[], jsonb, jsonb) IS
+    'Sends messages as one batch to one queue and returns their message ids.';
+COMMENT ON FUNCTION rmq_create_topic(text, integer, text, jsonb, jsonb) IS
+    'Creates or updates a topic, with its attributes, on every master broker or one; returns how many brokers.';
+COMMENT ON FUNCTION rmq_fdw_validator(text[], oid) IS
+    'Checks the options of foreign servers and user mappings of the rocketmq_stream wrapper.';
+COMMENT ON FUNCTION rmq_check_server(text) IS
+    'Raises an error unless the server exists, belongs to the rocketmq_stream wrapper and the caller may use it.';
+COMMENT ON FUNCTION rmq_committed_offsets(text, text, jsonb) IS
+    'Per queue, a consumer group''s offset stored in PostgreSQL (rmq_offset) beside the one committed on the broker.';
+COMMENT ON FUNCTION rmq_check_preloaded() IS
+    'Raises an error unless rocketmq_stream is preloaded and this is the database of its launcher.';
+COMMENT ON FUNCTION rmq_check_stream_options(jsonb) IS
+    'Raises an error naming the first unknown or malformed stream option.';
+COMMENT ON FUNCTION rmq_create_stream(text, text, text, regclass, text, timestamptz, jsonb, boolean, text,
+                                      regprocedure, integer, jsonb, jsonb) IS
+    'Creates a running stream that ingests a topic into a table exactly once; returns its row of rmq_stream.';
+COMMENT ON FUNCTION rmq_stream_set_state(text, text) IS
+    'Sets a stream''s state for rmq_pause_stream and rmq_resume_stream; running restarts its workers.';
+COMMENT ON FUNCTION rmq_pause_stream(text) IS
+    'Stops a stream''s workers; its stored offsets stay.';
+COMMENT ON FUNCTION rmq_resume_stream(text) IS
+    'Restarts a paused or failed stream from exactly its stored offsets.';
+COMMENT ON FUNCTION rmq_drop_stream(text, boolean) IS
+    'Removes a stream and stops its workers; its group''s offsets stay unless drop_offsets.';
+COMMENT ON FUNCTION rmq_reset_stream(text, text, timestamptz, jsonb, boolean) IS
+    'Forgets a stream''s stored offsets and starts it again from a new position.';
+COMMENT ON FUNCTION rmq_alter_stream(text, jsonb) IS
+    'Merges options into a stream''s options; its workers restart with them from the stored offsets.';
+COMMENT ON TABLE rmq_offset IS
+    'The next offset to read per consumer group, topic and queue: the source of truth of streams and rmq_commit_offsets.';
+COMMENT ON TABLE rmq_stream IS
+    'The streams: definition, state and health, last error, owner.';
+COMMENT ON TABLE rmq_batch IS
+    'The last 1000 committed micro-batches of each stream: ranges, rows, bytes, timings, end reason.';
+COMMENT ON TABLE rmq_dead_letter IS
+    'Messages a stream set aside under on_error skip or dead_letter, with where they were and why.';
+COMMENT ON VIEW rmq_stream_status IS
+    'Per stream and queue: health, lag, rate, offsets, state and last error.';
+COMMENT ON FOREIGN DATA WRAPPER rocketmq_stream IS
+    'RocketMQ clusters as foreign servers (name servers, TLS) with user mappings (access and secret keys).';
