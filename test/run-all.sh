@@ -3,7 +3,7 @@
 # installs what is missing, builds and installs the extension, starts a
 # private RocketMQ name server and broker on loopback with an empty store,
 # then runs codec unit tests, bounded fuzzing seeded with frames captured
-# from that broker, pg_regress and the TAP tests.  Stops the broker by pid.
+# from that broker, pg_regress, pgTAP and the TAP tests.  Stops the broker by pid.
 #
 #   FUZZ_SECONDS   per fuzz target (default 30)
 set -uo pipefail
@@ -55,6 +55,7 @@ stage "seed capture from the real broker" python3 test/fuzz/capture_seeds.py \
     "$RMQ_NAMESRV" "127.0.0.1:$RMQ_BROKER_PORT" rmq_seed_topic "$captured"
 stage "bounded fuzzing" env FUZZ_CAPTURED="$captured" bash test/run-fuzz.sh "${FUZZ_SECONDS:-30}"
 stage "pg_regress" bash test/run-regress.sh
+stage "pgTAP" bash test/run-pgtap.sh
 stage "TAP" bash test/run-tap.sh
 rm -rf "$captured"
 broker stop
