@@ -242,6 +242,10 @@ LEFT JOIN LATERAL (
 ) r ON true;
 GRANT SELECT ON rmq_stream_status TO PUBLIC;
 
+-- pg_dump keeps where the dead letters' ids stand: a restored database must
+-- not hand out an id it restored.
+SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter_id_seq', '');
+
 -- ---------------------------------------------------------------------------
 -- What each object is for, as \df+, \dt+ and \dv+ show it.  Kept together
 -- and identical in the install and upgrade scripts.

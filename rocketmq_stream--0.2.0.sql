@@ -206,6 +206,9 @@ CREATE TABLE rmq_dead_letter (
 SELECT pg_catalog.pg_extension_config_dump('rmq_stream', '');
 SELECT pg_catalog.pg_extension_config_dump('rmq_offset', '');
 SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter', '');
+-- and where the dead letters' ids stand: a restored database must not hand
+-- out an id it restored (rmq_batch is not dumped, its ids start again).
+SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter_id_seq', '');
 
 CREATE FUNCTION rmq_check_preloaded() RETURNS void
 AS 'MODULE_PATHNAME', 'rmq_check_preloaded' LANGUAGE C;

@@ -76,11 +76,13 @@ SELECT is(ARRAY(
     ], 'the extension''s members, exactly');
 
 -- pg_dump keeps the streams, the offsets and the dead letters (whole
--- tables); the batch log is history and is not dumped.
+-- tables) and where the dead letters' ids stand; the batch log is history
+-- and is not dumped.
 SELECT is(ARRAY(SELECT c::regclass::text || coalesce(':' || nullif(w, ''), '')
                 FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(c, w)
                 WHERE e.extname = 'rocketmq_stream' ORDER BY c::regclass::text COLLATE "C"),
-          ARRAY['rmq_dead_letter', 'rmq_offset', 'rmq_stream'], 'tables marked for pg_dump, whole');
+          ARRAY['rmq_dead_letter', 'rmq_dead_letter_id_seq', 'rmq_offset', 'rmq_stream'],
+          'tables and the sequence marked for pg_dump, whole');
 
 SELECT * FROM finish();
 ROLLBACK;
