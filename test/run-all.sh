@@ -51,6 +51,7 @@ trap 'broker stop' EXIT
 broker start || { echo "run-all: the broker did not start" >&2; exit 1; }
 
 stage "codec unit tests" make -s unit
+stage "PGXN dist" bash test/run-dist.sh
 captured=$(mktemp -d /tmp/rmq_captured.XXXXXX)
 stage "seed capture from the real broker" python3 test/fuzz/capture_seeds.py \
     "$RMQ_NAMESRV" "127.0.0.1:$RMQ_BROKER_PORT" rmq_seed_topic "$captured"
