@@ -57,3 +57,17 @@ unit: $(TEST_BIN)/test_codec
 fuzzers: $(FUZZ_BINS)
 
 EXTRA_CLEAN = $(TEST_BIN) results regression.diffs regression.out
+
+# ---- PGXN: the committed tree as $(EXTENSION)-$(EXTVERSION).zip, with one
+# top directory of that name holding META.json, as PGXN takes it ----
+DISTNAME = $(EXTENSION)-$(EXTVERSION)
+EXTRA_CLEAN += $(DISTNAME).zip
+
+.PHONY: dist
+dist:
+	@grep -q '"version": "$(EXTVERSION)"' META.json || \
+		{ echo "META.json does not say version $(EXTVERSION)" >&2; exit 1; }
+	@grep -q "^default_version = '$(EXTVERSION)'" $(EXTENSION).control || \
+		{ echo "$(EXTENSION).control does not say default_version $(EXTVERSION)" >&2; exit 1; }
+	@git diff --quiet HEAD -- || echo "dist: uncommitted changes are not in $(DISTNAME).zip" >&2
+	git archive --format=zip --prefix=$(DISTNAME)/ -o $(DISTNAME).zip HEAD

@@ -161,11 +161,13 @@ CREATE TABLE rmq_stream (
     generation      integer NOT NULL DEFAULT 1,   -- bumped by resume/reset: workers restart
     last_error      text,
     last_error_at   timestamptz,
+    owner           regrole NOT NULL DEFAULT current_user::regrole,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- Columns added since 0.1.0 come last, where ALTER TABLE ... ADD COLUMN
+    -- puts them in an upgraded database: both must have one row type.
     state_since     timestamptz NOT NULL DEFAULT now(),
     retrying_since  timestamptz,           -- a worker is retrying since then; NULL: none is
-    healthy_since   timestamptz,           -- the last recovery from retrying
-    owner           regrole NOT NULL DEFAULT current_user::regrole,
-    created_at      timestamptz NOT NULL DEFAULT now()
+    healthy_since   timestamptz            -- the last recovery from retrying
 );
 
 CREATE TABLE rmq_batch (
@@ -205,6 +207,9 @@ CREATE TABLE rmq_dead_letter (
 SELECT pg_catalog.pg_extension_config_dump('rmq_stream', '');
 SELECT pg_catalog.pg_extension_config_dump('rmq_offset', '');
 SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter', '');
+-- and where the dead letters' ids stand: a restored database must not hand
+-- out an id it restored (rmq_batch is not dumped, its ids start again).
+SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter_id_seq', '');
 
 CREATE FUNCTION rmq_check_preloaded() RETURNS void
 AS 'MODULE_PATHNAME', 'rmq_check_preloaded' LANGUAGE C;
@@ -292,6 +297,7 @@ END $$;
 CREATE FUNCTION rmq_check_target(target regclass) RETURNS void
 AS 'MODULE_PATHNAME', 'rmq_check_target' LANGUAGE C STRICT;
 
+-- Returns the new stream's row: its defaults filled in, its owner.
 CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
                                   start_from text DEFAULT 'earliest',
                                   start_time timestamptz DEFAULT NULL,
@@ -302,10 +308,11 @@ CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, ta
                                   parallelism integer DEFAULT 1,
                                   queue_map jsonb DEFAULT NULL,
                                   options jsonb DEFAULT '{}')
-RETURNS void
+RETURNS rmq_stream
 LANGUAGE plpgsql AS $$
 DECLARE
     tname text;
+    s rmq_stream;
 BEGIN
     PERFORM rmq_check_preloaded();
     PERFORM rmq_check_stream_options(coalesce(options, '{}'));
@@ -340,7 +347,9 @@ BEGIN
     INSERT INTO rmq_stream (name, topic, consumer_group, target, format, handler, start_from, start_time,
                             start_offsets, force_specific, parallelism, queue_map, options)
     VALUES (name, topic, consumer_group, tname, format, handler, start_from, start_time,
-            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'));
+            start_offsets, force_specific, parallelism, queue_map, coalesce(options, '{}'))
+    RETURNING * INTO s;
+    RETURN s;
 END $$;
 
 CREATE FUNCTION rmq_stream_set_state(stream_name text, new_state text) RETURNS void
@@ -491,3 +500,71 @@ ALTER TABLE rmq_dead_letter ENABLE ROW LEVEL SECURITY;
 CREATE POLICY rmq_dead_letter_owner ON rmq_dead_letter
     USING (EXISTS (SELECT 1 FROM rmq_stream s WHERE s.name = stream))
     WITH CHECK (EXISTS (SELECT 1 FROM rmq_stream s WHERE s.name = stream));
+
+-- ---------------------------------------------------------------------------
+-- What each object is for, as \df+, \dt+ and \dv+ show it.  Kept together
+-- and identical in the install and upgrade scripts.
+-- ---------------------------------------------------------------------------
+COMMENT ON TYPE rmq_offset_range IS
+    'The range [from_offset, until_offset) of one queue of a topic; offsets are "next offset to read".';
+COMMENT ON TYPE rmq_message IS
+    'A message as a stream''s handler receives it: the columns of rmq_create_rdd.';
+COMMENT ON FUNCTION rmq_offset_range(text, text, integer, bigint, bigint) IS
+    'Builds the range [from_offset, until_offset) of one queue; rejects negative offsets and from > until.';
+COMMENT ON FUNCTION rmq_queues(text, jsonb) IS
+    'Every readable queue of a topic with the broker''s current min and max offsets.';
+COMMENT ON FUNCTION rmq_create_rdd(text, rmq_offset_range[], jsonb) IS
+    'Reads exactly the messages in the given offset ranges, like Spark''s createRDD.';
+COMMENT ON FUNCTION rmq_offset_for_time(text, text, integer, timestamptz, jsonb) IS
+    'The first offset of a queue whose store time is at or after the given time.';
+COMMENT ON FUNCTION rmq_broker_offsets(text, text, jsonb) IS
+    'A consumer group''s offsets as committed on the broker, per queue of the topic.';
+COMMENT ON FUNCTION rmq_commit_offsets(text, rmq_offset_range[], jsonb) IS
+    'Records ranges in rmq_offset in this transaction, each starting where the stored offset ends, and commits them to the broker after COMMIT.';
+COMMENT ON FUNCTION rmq_send(text, bytea, text, text, jsonb, jsonb) IS
+    'Sends one message and returns its message id.';
+COMMENT ON FUNCTION rmq_send_batch(text, bytea[], text, text[], jsonb, jsonb) IS
+    'Sends messages as one batch to one queue and returns their message ids.';
+COMMENT ON FUNCTION rmq_create_topic(text, integer, text, jsonb, jsonb) IS
+    'Creates or updates a topic, with its attributes, on every master broker or one; returns how many brokers.';
+COMMENT ON FUNCTION rmq_fdw_validator(text[], oid) IS
+    'Checks the options of foreign servers and user mappings of the rocketmq_stream wrapper.';
+COMMENT ON FUNCTION rmq_check_server(text) IS
+    'Raises an error unless the server exists, belongs to the rocketmq_stream wrapper and the caller may use it.';
+COMMENT ON FUNCTION rmq_committed_offsets(text, text, jsonb) IS
+    'Per queue, a consumer group''s offset stored in PostgreSQL (rmq_offset) beside the one committed on the broker.';
+COMMENT ON FUNCTION rmq_check_preloaded() IS
+    'Raises an error unless rocketmq_stream is preloaded and this is the database of its launcher.';
+COMMENT ON FUNCTION rmq_check_stream_options(jsonb) IS
+    'Raises an error naming the first unknown or malformed stream option.';
+COMMENT ON FUNCTION rmq_check_stream_shape(jsonb, jsonb, boolean) IS
+    'Raises an error when a stream that is a member of its consumer group also has a queue_map or force_specific.';
+COMMENT ON FUNCTION rmq_check_target(regclass) IS
+    'Raises an error for a table a stream cannot write exactly once: a foreign table, one with a foreign partition, a Citus distributed table.';
+COMMENT ON FUNCTION rmq_create_stream(text, text, text, regclass, text, timestamptz, jsonb, boolean, text,
+                                      regprocedure, integer, jsonb, jsonb) IS
+    'Creates a running stream that ingests a topic into a table exactly once; returns its row of rmq_stream.';
+COMMENT ON FUNCTION rmq_stream_set_state(text, text) IS
+    'Sets a stream''s state for rmq_pause_stream and rmq_resume_stream; running restarts its workers.';
+COMMENT ON FUNCTION rmq_pause_stream(text) IS
+    'Stops a stream''s workers; its stored offsets stay.';
+COMMENT ON FUNCTION rmq_resume_stream(text) IS
+    'Restarts a paused or failed stream from exactly its stored offsets.';
+COMMENT ON FUNCTION rmq_drop_stream(text, boolean) IS
+    'Removes a stream and stops its workers; its group''s offsets stay unless drop_offsets.';
+COMMENT ON FUNCTION rmq_reset_stream(text, text, timestamptz, jsonb, boolean) IS
+    'Forgets a stream''s stored offsets and starts it again from a new position.';
+COMMENT ON FUNCTION rmq_alter_stream(text, jsonb) IS
+    'Merges options into a stream''s options; its workers restart with them from the stored offsets.';
+COMMENT ON TABLE rmq_offset IS
+    'The next offset to read per consumer group, topic and queue: the source of truth of streams and rmq_commit_offsets.';
+COMMENT ON TABLE rmq_stream IS
+    'The streams: definition, state and health, last error, owner.';
+COMMENT ON TABLE rmq_batch IS
+    'The last 1000 committed micro-batches of each stream: ranges, rows, bytes, timings, end reason.';
+COMMENT ON TABLE rmq_dead_letter IS
+    'Messages a stream set aside under on_error skip or dead_letter, with where they were and why.';
+COMMENT ON VIEW rmq_stream_status IS
+    'Per stream and queue (for a member of its group: the queues it reads now): health, lag, rate, offsets, state, last error, member client id.';
+COMMENT ON FOREIGN DATA WRAPPER rocketmq_stream IS
+    'RocketMQ clusters as foreign servers (name servers, TLS) with user mappings (access and secret keys).';

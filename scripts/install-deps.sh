@@ -18,6 +18,9 @@ pkgs=(
     # compilers; libclang-rt-dev holds libFuzzer's runtime, which clang only
     # "recommends"
     build-essential clang libclang-rt-dev
+    # the Debian package: dpkg-buildpackage with debhelper; pg_buildext comes
+    # with postgresql-common
+    debhelper
     # the real-broker test bed: Java 17 for RocketMQ, Maven to fetch it,
     # python3 for the protocol probes and seed capture
     openjdk-17-jdk-headless maven python3

@@ -3,7 +3,8 @@
 # installs what is missing, builds and installs the extension, starts a
 # private RocketMQ name server and broker on loopback with an empty store,
 # then runs codec unit tests, bounded fuzzing seeded with frames captured
-# from that broker, pg_regress and the TAP tests.  Stops the broker by pid.
+# from that broker, pg_regress, pgTAP, the TAP tests and the Debian package
+# (built; under CI also installed and tested).  Stops the broker by pid.
 #
 #   FUZZ_SECONDS   per fuzz target (default 30)
 set -uo pipefail
@@ -58,12 +59,20 @@ alloc_check() {
 }
 stage "allocation vectors from the Java client" alloc_check
 stage "codec unit tests" make -s unit
+stage "PGXN dist" bash test/run-dist.sh
 captured=$(mktemp -d /tmp/rmq_captured.XXXXXX)
 stage "seed capture from the real broker" python3 test/fuzz/capture_seeds.py \
     "$RMQ_NAMESRV" "127.0.0.1:$RMQ_BROKER_PORT" rmq_seed_topic "$captured"
 stage "bounded fuzzing" env FUZZ_CAPTURED="$captured" bash test/run-fuzz.sh "${FUZZ_SECONDS:-30}"
 stage "pg_regress" bash test/run-regress.sh
+stage "pgTAP" bash test/run-pgtap.sh
 stage "TAP" bash test/run-tap.sh
+# Under CI the package is also installed and checked with pg_regress and
+# pgTAP (run-deb.sh then puts back what `make install` left), last, as it
+# replaces the installed files.
+deb_install=0
+[[ ${CI:-} == true ]] && deb_install=1
+stage "Debian package" env RMQ_DEB_INSTALL="${RMQ_DEB_INSTALL:-$deb_install}" bash test/run-deb.sh
 rm -rf "$captured"
 broker stop
 trap - EXIT

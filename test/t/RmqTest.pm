@@ -21,7 +21,10 @@ rocketmq_stream.namesrv_addr = '$ENV{RMQ_NAMESRV}'
 });
 	$node->append_conf('postgresql.conf', $extra{conf}) if $extra{conf};
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION rocketmq_stream');
+	# version => '0.1.0': an older catalog under this build's library;
+	# extension => 0: none yet (pg_restore will create it).
+	my $version = $extra{version} ? " VERSION '$extra{version}'" : '';
+	$node->safe_psql('postgres', "CREATE EXTENSION rocketmq_stream$version") if $extra{extension} // 1;
 	return $node;
 }
 
@@ -65,7 +68,7 @@ rocketmq_stream.database = 'postgres'
 log_line_prefix = '%m [%p] %b %a: '
 };
 	$conf .= $extra{conf} if $extra{conf};
-	return node($name, conf => $conf);
+	return node($name, conf => $conf, version => $extra{version}, extension => $extra{extension});
 }
 
 # CREATE TABLE with every standard message column (and EXTRA columns).
