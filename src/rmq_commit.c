@@ -90,12 +90,14 @@ dead_letter(Stream *s, const RmqBatchMsg *bm, const char *error)
 	v[11] = rmq_text_datum(s->def.on_error);
 	v[12] = m->props_lossy ? rmq_bytea_datum(m->props_raw, m->props_len) : (Datum) 0;
 	nulls[12] = m->props_lossy ? ' ' : 'n';
+	/* 0.1.0's table has no properties_raw: the last argument is left off. */
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s.rmq_dead_letter (stream, topic, broker, queue_id, "
 									   "queue_offset, msg_id, unique_key, tags, keys, body, error, policy, "
-									   "properties_raw, properties) "
-									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, %s::jsonb)",
-									   s->def.schema, quote_literal_cstr(props.data)),
-							  13, t, v, nulls, false, 0) != SPI_OK_INSERT)
+									   "%sproperties) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, %s%s::jsonb)",
+									   s->def.schema, s->def.catalog_010 ? "" : "properties_raw, ",
+									   s->def.catalog_010 ? "" : "$13, ", quote_literal_cstr(props.data)),
+							  s->def.catalog_010 ? 12 : 13, t, v, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record a dead letter");
 }
 

@@ -94,12 +94,18 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	rmq_spi_exec("SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e "
+	rmq_spi_exec("SELECT quote_ident(n.nspname), e.extversion = '0.1.0' FROM pg_catalog.pg_extension e "
 			 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'rocketmq_stream'",
 			 0, NULL, NULL, true);
 	if (SPI_processed == 1)
 	{
 		char	   *schema = rmq_spi_text(0, 1);
+
+		/*
+		 * A library newer than the catalog (restarted, not yet updated):
+		 * streams go on, writing only what the old tables have.
+		 */
+		s->def.catalog_010 = strcmp(rmq_spi_text(0, 2), "t") == 0;
 
 		/* Known before anything else can fail, so the error can be recorded. */
 		s->def.schema = MemoryContextStrdup(cxt, schema);
@@ -235,11 +241,12 @@ rmq_stream_record_error(Stream *s, const char *msg, bool fail)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now(), %s "
+	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now()%s "
 						  "WHERE name = $1 AND generation = %d",
 						  s->def.schema ? s->def.schema : "public",
-						  fail ? "state = 'failed', state_since = now(), retrying_since = NULL"
-						  : "retrying_since = coalesce(retrying_since, now())",
+						  s->def.catalog_010 ? (fail ? ", state = 'failed'" : "")
+						  : fail ? ", state = 'failed', state_since = now(), retrying_since = NULL"
+						  : ", retrying_since = coalesce(retrying_since, now())",
 						  s->def.generation),
 				 2, t, v, false);
 	PopActiveSnapshot();
@@ -265,6 +272,11 @@ rmq_stream_record_healthy(Stream *s)
 
 	if (!s->retrying || s->def.schema == NULL)
 		return;
+	if (s->def.catalog_010)
+	{
+		s->retrying = false;	/* 0.1.0 keeps no health */
+		return;
+	}
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());

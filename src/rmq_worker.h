@@ -28,6 +28,7 @@ typedef struct StreamDef
 	int			index;			/* this worker's, of parallelism */
 	int32		generation;
 	char	   *schema;			/* the extension's, quoted */
+	bool		catalog_010;	/* its tables are still 0.1.0's: ALTER EXTENSION UPDATE pending */
 	char	   *topic;
 	char	   *group;
 	char	   *target;
