@@ -146,7 +146,7 @@ CREATE TABLE rmq_stream (
     topic           text    NOT NULL,
     consumer_group  text    NOT NULL,
     target          text    NOT NULL,      -- qualified table name, resolved every batch
-    format          text    NOT NULL DEFAULT 'message' CHECK (format IN ('message', 'json', 'handler')),
+    format          text    NOT NULL DEFAULT 'message' CHECK (format IN ('message', 'json', 'json_columns', 'handler')),
     handler         regprocedure,
     start_from      text    NOT NULL DEFAULT 'earliest'
                     CHECK (start_from IN ('earliest', 'latest', 'timestamp', 'offsets')),
@@ -216,7 +216,7 @@ DECLARE
     known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                           'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
                           'fail_on_data_loss', 'auto_commit', 'on_error', 'server', 'namesrv_addr', 'check_crc',
-                          'synchronous_commit'];
+                          'synchronous_commit', 'json_paths'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -261,6 +261,11 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Format json_columns: json_paths only with it; its columns are the
+-- target's, its paths parse, the target's standard columns have their types.
+CREATE FUNCTION rmq_check_json_columns(target regclass, format text, options jsonb) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_check_json_columns' LANGUAGE C;
+
 CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
                                   start_from text DEFAULT 'earliest',
                                   start_time timestamptz DEFAULT NULL,
@@ -296,6 +301,7 @@ BEGIN
     IF format <> 'handler' AND handler IS NOT NULL THEN
         RAISE EXCEPTION 'a handler needs format => ''handler''' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM rmq_check_json_columns(target, format, coalesce(options, '{}'));
     -- The owner must be able to write the target, now and at every batch.
     IF NOT has_table_privilege(target, 'INSERT') THEN
         RAISE EXCEPTION 'permission denied for table %', target USING ERRCODE = 'insufficient_privilege';
@@ -382,16 +388,20 @@ CREATE FUNCTION rmq_alter_stream(name text, options jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     merged jsonb;
+    fmt text;
+    tgt regclass;
 BEGIN
     IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT jsonb_strip_nulls(s.options || rmq_alter_stream.options) INTO merged
+    SELECT jsonb_strip_nulls(s.options || rmq_alter_stream.options), s.format, to_regclass(s.target)
+    INTO merged, fmt, tgt
     FROM rmq_stream s WHERE s.name = rmq_alter_stream.name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream "%" does not exist', name USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM rmq_check_stream_options(merged);
+    PERFORM rmq_check_json_columns(tgt, fmt, merged);
     UPDATE rmq_stream s SET options = merged, generation = generation + 1
     WHERE s.name = rmq_alter_stream.name;
 END $$;
