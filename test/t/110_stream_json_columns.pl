@@ -1,7 +1,8 @@
 # Format json_columns: JSON bodies into the target's columns.
 #  - top-level keys into columns of their names, of many types (bigint,
 #    text with escapes, numeric(10,2), integer, boolean, timestamptz, jsonb,
-#    int[], text[], a 2-D int[]), each row equal to what
+#    int[], text[], a 2-D int[]; times in ISO 8601 with zones, read without
+#    timestamptz_in, and in other spellings, read with it), each row equal to what
 #    json_populate_record makes of the same body (read back with
 #    rmq_create_rdd); nested values through json_paths, in both spellings
 #    ("$.order.total", '$.ship."the city"', ["items", 1, "sku"]) and "$" for
@@ -11,8 +12,9 @@
 #    (serial, constant) or NULL, a JSON null gives NULL; every message once;
 #  - poison messages under each on_error policy: a body that is not JSON, not
 #    an object or not UTF-8, values a column's type does not take (top-level,
-#    through a path, an array that is not rectangular, \u0000 for text, and
-#    \u0000 inside a jsonb value, which only COPY's jsonb_recv refuses):
+#    through a path, an array that is not rectangular, \u0000 for text,
+#    \u0000 inside a jsonb value, which only COPY's jsonb_recv refuses, a
+#    29 February of a common year):
 #    'fail' stops right before the first (three streams, each failing at
 #    another, with last_error naming the column and the reason), 'skip' and
 #    'dead_letter' set each aside with the column and the reason in
@@ -51,8 +53,15 @@ is(sql("SELECT options->'json_paths'->>'city' FROM rmq_stream WHERE name = 's_jc
 	'json_paths kept as given');
 
 # Every fifth body lacks "qty" and "dflt"; names carry quotes, a tab, an é.
-my $body = q{convert_to((jsonb_build_object('id', s, 'name', 'n' || s || ' "q"' || chr(9) || 'é', 'price', s * 1.125,
-    'qty', s % 7, 'ok', s % 2 = 0, 'at', '2026-01-02T03:04:05Z'::timestamptz + s * interval '1 minute',
+# Times in many spellings: ISO 8601 with a zone (read without
+# timestamptz_in), and others (with it): no zone, a zone name, 7 digits.
+my $at = q{format('%s-%s-%s%s%s:%s:%s%s%s', 1990 + s % 40, lpad((s % 12 + 1)::text, 2, '0'),
+    lpad((s % 28 + 1)::text, 2, '0'), (ARRAY['T', ' '])[s % 2 + 1],
+    lpad((s % 24)::text, 2, '0'), lpad((s * 7 % 60)::text, 2, '0'), lpad((s * 13 % 60)::text, 2, '0'),
+    (ARRAY['', '.5', '.123456', '.1234567', '.04'])[s % 5 + 1],
+    (ARRAY['Z', '+05:30', '-08', '', '+0100', '-11:45', ' UTC', 'Z', '+14'])[s % 9 + 1])};
+my $body = qq{convert_to((jsonb_build_object('id', s, 'name', 'n' || s || ' "q"' || chr(9) || 'é', 'price', s * 1.125,
+    'qty', s % 7, 'ok', s % 2 = 0, 'at', $at,
     'meta', jsonb_build_object('s', s, 'tags', jsonb_build_array('a', 'b')), 'nums', jsonb_build_array(s, s + 1, NULL),
     'words', jsonb_build_array('x' || s, 'y'), 'grid', jsonb_build_array(jsonb_build_array(s, 1), jsonb_build_array(2, 3)),
     'order', jsonb_build_object('total', s * 2.5), 'items', jsonb_build_array(jsonb_build_object('sku', 'A' || s),
@@ -85,15 +94,17 @@ sql("SELECT rmq_create_topic('$P', 1)");
 sql("CREATE TYPE p_shape AS (id integer, name text, at timestamptz, grid integer[], meta jsonb)");
 my %g = map { $_ => RmqTest::uniq("g110_$_") } qw(fail fail11 fail20 skip dl);
 my %from = (fail11 => 11, fail20 => 20);
-for my $p ([ 'fail', 'fail' ], [ 'fail11', 'fail' ], [ 'fail20', 'fail' ], [ 'skip', 'skip' ], [ 'dl', 'dead_letter' ])
+# Those starting at an offset are created once it exists (below).
+sub p_stream
 {
-	my ($k, $policy) = @$p;
+	my ($k, $policy) = @_;
 	my $start = $from{$k} ? qq{start_from => 'offsets', start_offsets => '{"broker-a/0": $from{$k}}', } : '';
 	sql("CREATE TABLE p_$k (broker text, queue_id integer, queue_offset bigint, id integer, name text,
                             at timestamptz, grid integer[], meta jsonb, n numeric)");
 	sql(qq{SELECT rmq_create_stream('p_$k', '$P', '$g{$k}', 'p_$k', format => 'json_columns', $start
            options => '{"batch_interval": 200, "on_error": "$policy", "json_paths": {"n": "\$.x.n"}}')});
 }
+p_stream(@$_) for [ 'fail', 'fail' ], [ 'skip', 'skip' ], [ 'dl', 'dead_letter' ];
 my $good = q{convert_to(json_build_object('id', s, 'name', 'p' || s, 'x', json_build_object('n', s * 1.5))::text, 'UTF8')};
 sub send_raw { sql("SELECT rmq_send('$P', $_[0], NULL, NULL, NULL, '{\"queue_id\": 0}')"); }
 sub send_text { my ($t) = @_; $t =~ s/'/''/g; send_raw("convert_to('$t', 'UTF8')"); }
@@ -107,15 +118,18 @@ my %poison = (
 	19 => [ '{"id": 4, "name": "a\u0000b"}', qr/^column "name" \(text\): unsupported Unicode escape sequence: \\u0000 cannot be converted to text$/ ],
 	20 => [ '{"id": 5, "meta": {"a": "\u0000"}}', qr/^column "meta": unsupported Unicode escape sequence$/ ],
 	25 => [ undef, qr/^body is not JSON: it is not valid UTF-8$/ ],
+	28 => [ '{"id": 9, "at": "2023-02-29T12:00:00Z"}', qr/^column "at" \(timestamp with time zone\): date\/time field value out of range: "2023-02-29T12:00:00Z"$/ ],
 );
 RmqTest::produce($node, $P, queues => [0], per_queue => 10, body => $good);    # 0..9
 send_text($poison{$_}[0]) for 10, 11;
 RmqTest::produce($node, $P, queues => [0], per_queue => 3, body => $good);     # 12..14
 send_text($poison{$_}[0]) for 15 .. 20;
-send_text('{"id": 6, "name": "\u00e9\ud83d\ude00\n", "id": 21}');              # 21: the last id wins
+send_text('{"id": 6, "name": "\u00e9\ud83d\ude00\n", "at": "2024-02-29T23:59:59.999999-00:30", "id": 21}');    # 21: the last id wins
 RmqTest::produce($node, $P, queues => [0], per_queue => 3, body => $good);     # 22..24
 send_raw(q{'\x7b226964223a20ff7d'::bytea});                                   # 25: {"id": \xff}
 RmqTest::produce($node, $P, queues => [0], per_queue => 2, body => $good);     # 26..27
+send_text($poison{28}[0]);
+p_stream($_, 'fail') for qw(fail11 fail20);
 my $bad = join(', ', sort { $a <=> $b } keys %poison);
 my $valid = "queue_offset NOT IN ($bad)";
 my $exp_cols = "broker, queue_id, queue_offset, (json_populate_record(NULL::p_shape, convert_from(body, 'UTF8')::json)).*, "
@@ -141,7 +155,7 @@ sql("SELECT rmq_alter_stream('p_fail', '{\"on_error\": \"dead_letter\"}')");
 sql("SELECT rmq_resume_stream('p_fail')");
 
 # 'skip', 'dead_letter', and 'fail' resumed with 'dead_letter'.
-my $rdd = "rmq_create_rdd('rmq_tap_check', ARRAY[rmq_offset_range('$P', 'broker-a', 0, 0, 28)])";
+my $rdd = "rmq_create_rdd('rmq_tap_check', ARRAY[rmq_offset_range('$P', 'broker-a', 0, 0, 29)])";
 for my $p ([ 'skip', 'skip', 'NULL' ], [ 'dl', 'dead_letter', 'r.body' ], [ 'fail', 'dead_letter', 'r.body' ])
 {
 	my ($k, $policy, $kept) = @$p;
@@ -158,10 +172,11 @@ for my $p ([ 'skip', 'skip', 'NULL' ], [ 'dl', 'dead_letter', 'r.body' ], [ 'fai
 	my %err = map { split /\|/, $_, 2 } split /\n/,
 	  sql("SELECT queue_offset || '|' || error FROM rmq_dead_letter WHERE stream = 'p_$k'");
 	like($err{$_} // '(none)', $poison{$_}[1], "$k: dead letter at offset $_ says why") for sort { $a <=> $b } keys %poison;
-	is(sql("SELECT sum(skipped) FROM rmq_batch WHERE stream = 'p_$k'"), '9', "$k: rmq_batch counts the 9 set aside");
+	is(sql("SELECT sum(skipped) FROM rmq_batch WHERE stream = 'p_$k'"), '10', "$k: rmq_batch counts the 10 set aside");
 }
-is(sql("SELECT id || ' ' || (name = U&'\\00e9\\+01F600' || chr(10)) FROM p_dl WHERE queue_offset = 21"), '21 true',
-	'escapes and surrogate pairs decoded; a key given twice: the last one');
+is(sql("SELECT id || ' ' || (name = U&'\\00e9\\+01F600' || chr(10)) || ' ' || (at = '2024-03-01 00:29:59.999999+00')
+        FROM p_dl WHERE queue_offset = 21"), '21 true true',
+	'escapes and surrogate pairs decoded; a key given twice: the last one; a leap day with a half-hour zone');
 sql("SELECT rmq_drop_stream(name) FROM rmq_stream");
 
 # --- options checked up front ------------------------------------------------------
