@@ -301,11 +301,11 @@ BEGIN
     IF format <> 'handler' AND handler IS NOT NULL THEN
         RAISE EXCEPTION 'a handler needs format => ''handler''' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM rmq_check_json_columns(target, format, coalesce(options, '{}'));
     -- The owner must be able to write the target, now and at every batch.
     IF NOT has_table_privilege(target, 'INSERT') THEN
         RAISE EXCEPTION 'permission denied for table %', target USING ERRCODE = 'insufficient_privilege';
     END IF;
+    PERFORM rmq_check_json_columns(target, format, coalesce(options, '{}'));
     SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) INTO tname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
     INSERT INTO rmq_stream (name, topic, consumer_group, target, format, handler, start_from, start_time,

@@ -26,6 +26,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "rewrite/rewriteHandler.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -1374,7 +1375,8 @@ rmq_jc_put_row(RmqJcPlan *plan, const char *body, size_t len, StringInfo out)
  * rmq_check_json_columns(target regclass, format text, options jsonb): at
  * rmq_create_stream and rmq_alter_stream, what the worker would find wrong
  * with json_paths and the target, said at once.  A target that no longer
- * exists (NULL) is the worker's to report.
+ * exists (NULL), or that the caller may not write, is not looked at (nor
+ * locked): the worker, and rmq_create_stream's own check, report those.
  */
 PG_FUNCTION_INFO_V1(rmq_check_json_columns);
 Datum
@@ -1392,7 +1394,7 @@ rmq_check_json_columns(PG_FUNCTION_ARGS)
 					 errmsg("stream option \"json_paths\" needs format => 'json_columns', not '%s'", format)));
 		PG_RETURN_VOID();
 	}
-	if (PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0) || pg_class_aclcheck(PG_GETARG_OID(0), GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		PG_RETURN_VOID();
 	rel = table_open(PG_GETARG_OID(0), AccessShareLock);
 	rmq_sink_check(rel, RMQ_FORMAT_JSON_COLUMNS, paths);
