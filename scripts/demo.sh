@@ -112,6 +112,12 @@ DELETE FROM rmq_dead_letter WHERE stream = 'demo_orders_in';
 DELETE FROM rmq_batch WHERE stream = 'demo_orders_in';
 DROP TABLE IF EXISTS demo_orders;
 SQL
+# A stream created again under the same name before the launcher saw the
+# drop (it looks once a second) would keep the old one's worker.
+for ((i = 0; i < 100; i++)); do
+    [[ $(q "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'rocketmq_stream demo_orders_in/%'") == 0 ]] && break
+    sleep 0.1
+done
 cat <<'TXT'
 3. A stream: the JSON orders of topic demo_orders_json into a table with real columns.
    Keys go to the columns of their names, "city" comes from a nested path, queue_id,
