@@ -147,7 +147,7 @@ CREATE TABLE rmq_stream (
     topic           text    NOT NULL,
     consumer_group  text    NOT NULL,
     target          text    NOT NULL,      -- qualified table name, resolved every batch
-    format          text    NOT NULL DEFAULT 'message' CHECK (format IN ('message', 'json', 'handler')),
+    format          text    NOT NULL DEFAULT 'message' CHECK (format IN ('message', 'json', 'json_columns', 'handler')),
     handler         regprocedure,
     start_from      text    NOT NULL DEFAULT 'earliest'
                     CHECK (start_from IN ('earliest', 'latest', 'timestamp', 'offsets')),
@@ -222,7 +222,7 @@ DECLARE
     known text[] := ARRAY['batch_rows', 'batch_bytes', 'batch_interval', 'batch_linger', 'max_rate_per_queue',
                           'pull_batch_size', 'pull_timeout', 'request_timeout', 'tag_filter',
                           'fail_on_data_loss', 'auto_commit', 'on_error', 'server', 'namesrv_addr', 'check_crc',
-                          'synchronous_commit', 'membership'];
+                          'synchronous_commit', 'membership', 'json_paths'];
 BEGIN
     IF jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -297,6 +297,11 @@ END $$;
 CREATE FUNCTION rmq_check_target(target regclass) RETURNS void
 AS 'MODULE_PATHNAME', 'rmq_check_target' LANGUAGE C STRICT;
 
+-- Format json_columns: json_paths only with it; its columns are the
+-- target's, its paths parse, the target's standard columns have their types.
+CREATE FUNCTION rmq_check_json_columns(target regclass, format text, options jsonb) RETURNS void
+AS 'MODULE_PATHNAME', 'rmq_check_json_columns' LANGUAGE C;
+
 -- Returns the new stream's row: its defaults filled in, its owner.
 CREATE FUNCTION rmq_create_stream(name text, topic text, consumer_group text, target regclass,
                                   start_from text DEFAULT 'earliest',
@@ -342,6 +347,7 @@ BEGIN
     IF format <> 'handler' THEN
         PERFORM rmq_check_target(target);
     END IF;
+    PERFORM rmq_check_json_columns(target, format, coalesce(options, '{}'));
     SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) INTO tname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = target;
     INSERT INTO rmq_stream (name, topic, consumer_group, target, format, handler, start_from, start_time,
@@ -426,11 +432,14 @@ CREATE FUNCTION rmq_alter_stream(name text, options jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     merged jsonb;
+    fmt text;
+    tgt regclass;
 BEGIN
     IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'stream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT jsonb_strip_nulls(s.options || rmq_alter_stream.options) INTO merged
+    SELECT jsonb_strip_nulls(s.options || rmq_alter_stream.options), s.format, to_regclass(s.target)
+    INTO merged, fmt, tgt
     FROM rmq_stream s WHERE s.name = rmq_alter_stream.name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stream "%" does not exist', name USING ERRCODE = 'undefined_object';
@@ -438,6 +447,7 @@ BEGIN
     PERFORM rmq_check_stream_options(merged);
     PERFORM rmq_check_stream_shape(merged, s.queue_map, s.force_specific)
     FROM rmq_stream s WHERE s.name = rmq_alter_stream.name;
+    PERFORM rmq_check_json_columns(tgt, fmt, merged);
     UPDATE rmq_stream s SET options = merged, generation = generation + 1
     WHERE s.name = rmq_alter_stream.name;
 END $$;
@@ -539,6 +549,8 @@ COMMENT ON FUNCTION rmq_check_stream_options(jsonb) IS
     'Raises an error naming the first unknown or malformed stream option.';
 COMMENT ON FUNCTION rmq_check_stream_shape(jsonb, jsonb, boolean) IS
     'Raises an error when a stream that is a member of its consumer group also has a queue_map or force_specific.';
+COMMENT ON FUNCTION rmq_check_json_columns(regclass, text, jsonb) IS
+    'Raises an error unless a stream of this format and these options (json_paths) can write to the target.';
 COMMENT ON FUNCTION rmq_check_target(regclass) IS
     'Raises an error for a table a stream cannot write exactly once: a foreign table, one with a foreign partition, a Citus distributed table.';
 COMMENT ON FUNCTION rmq_create_stream(text, text, text, regclass, text, timestamptz, jsonb, boolean, text,

@@ -19,6 +19,11 @@
 #      transaction per poll: executeBatch of the rows + offsets upsert);
 #      and (LOOP_ROWS=1) the same loop written row at a time (executeUpdate
 #      per message), as a loop without batching is
+#   5. JSON bodies into columns: a topic of JSON_N JSON objects of B bytes
+#      (five typed fields and padding, test/java BenchFill ... json) drained
+#      by a stream of format message (body bytea) and one of format
+#      json_columns (bigint, text, numeric, boolean, timestamptz columns),
+#      alternately JSON_RUNS times each, same drain as 1.
 # and then, with track_commit_timestamp on, the end-to-end latency of a
 # stream at LAT_RATE msg/s for LAT_SECONDS s (test/java LatencyProduce), for
 # each batch_interval in LAT_INTERVALS: per row, the commit timestamp of the
@@ -36,6 +41,8 @@
 # Environment (defaults):
 #   N=2000000 B=100       messages and body bytes of the main topic
 #   N1K=N/4 B1K=1024      the second topic (N1K=0 skips it)
+#   JSON_N=N JSON_RUNS=1  the JSON topic (5.; JSON_N=0 skips it), and how many
+#                         drains of each format
 #   LOOP_MAX_S=300        stop the user loop after this many seconds and
 #                         report its rate so far (it may be slow)
 #   LOOP_ROWS=1           also run the user loop written row at a time (0: skip)
@@ -49,7 +56,8 @@
 #                         '{"batch_linger": 5}'
 #   DRAIN_TIMEOUT=3600    seconds before a drain counts as stuck
 #   SB_NAMESRV_PORT=26876 SB_BROKER_PORT=27911  the bench broker (which also
-#                         binds BROKER_PORT-2 and +1); RMQ_HOME=/tmp/rmq_stream_sbench
+#                         binds BROKER_PORT-2 and +1); SB_HOME=/tmp/rmq_stream_sbench
+#                         its state directory
 #   PG_PORT=5497          the bench PostgreSQL's port (TCP on 127.0.0.1 for
 #                         JDBC, and a Unix socket in its work directory)
 #   PG_EXTRA_CONF=''      extra postgresql.conf lines
@@ -64,6 +72,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${N:-2000000} B=${B:-100}
 N1K=${N1K:-$((N / 4))} B1K=${B1K:-1024}
+JSON_N=${JSON_N:-$N} JSON_RUNS=${JSON_RUNS:-1}
 LOOP_MAX_S=${LOOP_MAX_S:-300} LOOP_ROWS=${LOOP_ROWS:-1}
 LAT_RATE=${LAT_RATE:-1000} LAT_SECONDS=${LAT_SECONDS:-60} LAT_INTERVALS=${LAT_INTERVALS:-"10 50 1000"}
 LAT_SYNC=${LAT_SYNC:-"default on"} LAT_SETTLE=${LAT_SETTLE:-30}
@@ -76,7 +85,7 @@ LAT_EXTRA_OPTS=${LAT_EXTRA_OPTS:-'{}'}
 export RMQ_LIB=${RMQ_LIB:-/var/cache/rocketmq_stream/lib}
 # Ports below the ephemeral range (32768-60999), so that no client socket of
 # whatever else runs here can hold one of them when the broker binds.
-export RMQ_HOME=/tmp/rmq_stream_sbench
+export RMQ_HOME=${SB_HOME:-/tmp/rmq_stream_sbench}
 export RMQ_NAMESRV_PORT=${SB_NAMESRV_PORT:-26876} RMQ_BROKER_PORT=${SB_BROKER_PORT:-27911}
 export RMQ_JAVA_BUILD=$RMQ_HOME/java-classes
 ns=127.0.0.1:$RMQ_NAMESRV_PORT
@@ -194,10 +203,10 @@ SQL
 snap_batches() { q "INSERT INTO bench_batch SELECT * FROM rmq_batch WHERE stream = '$1' ON CONFLICT (id) DO NOTHING" >/dev/null; }
 
 # Fill a topic; its messages must all be there.
-fill() {  # fill TOPIC N B
+fill() {  # fill TOPIC N B [json]
     q "SELECT rmq_create_topic('$1', 8)" >/dev/null
-    log "filling $1 with $2 x $3 B ..."
-    "$top/test/java/run.sh" BenchFill "$ns" "$1" "$2" "$3" >&2
+    log "filling $1 with $2 x $3 B ${4:-} ..."
+    "$top/test/java/run.sh" BenchFill "$ns" "$1" "$2" "$3" ${4:-} >&2
     # The consume queues trail the commit log (the broker dispatches them
     # asynchronously): wait for them to hold every message.
     local total tries
@@ -306,16 +315,17 @@ worker_pid() {
     q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'rocketmq_stream worker' ORDER BY backend_start DESC LIMIT 1"
 }
 
-stream_drain() {  # stream_drain TAG TOPIC N STREAM GROUP SINK -> sets S_* ; memory in $work/mem_TAG.tsv
+stream_drain() {  # stream_drain TAG TOPIC N STREAM GROUP SINK [COLUMNS FORMAT] -> sets S_* ; memory in $work/mem_TAG.tsv
     local tag=$1 topic=$2 n=$3 sname=$4 group=$5 sink=$6
+    local cols=${7:-"queue_id int, queue_offset bigint, body bytea"} format=${8:-message}
     local memf=$work/mem_$tag.tsv outf=$work/drain_$tag.out
-    q "CREATE TABLE $sink (queue_id int, queue_offset bigint, body bytea)"
+    q "CREATE TABLE $sink ($cols)"
     q "CHECKPOINT"
     log "[$tag] stream drain of $n messages ..."
     local b0 tstart=$EPOCHREALTIME
     b0=$(ticks "$broker_pid")
     "${psql[@]}" >"$outf" 2>&1 <<SQL &
-SELECT rmq_create_stream('$sname', '$topic', '$group', '$sink', options => '$STREAM_OPTS');
+SELECT rmq_create_stream('$sname', '$topic', '$group', '$sink', format => '$format', options => '$STREAM_OPTS');
 SELECT 't0', extract(epoch FROM clock_timestamp());
 CALL bench_wait('$group', $n, $DRAIN_TIMEOUT);
 SELECT 't1', extract(epoch FROM clock_timestamp());
@@ -419,7 +429,35 @@ run_size() {  # run_size TAG TOPIC N B STREAM GROUP SINK -> sets <TAG>_* variabl
     done
 }
 
-# ------------------------------------------------------------ 5. latency
+# ------------------------------------------------- 5. JSON into columns
+JSON_COLS='queue_id int, queue_offset bigint, id bigint, "user" text, amount numeric, ok boolean, ts timestamptz'
+json_drains() {  # -> sets JM_RATE JM_CPU_US JC_RATE JC_CPU_US JC_RUNS (rates: all messages / all drain time)
+    local i fmt cols secs_m=0 secs_c=0 cpu_m=0 cpu_c=0
+    fill bench_topic_json "$JSON_N" "$B" json
+    JC_RUNS=""
+    for ((i = 1; i <= JSON_RUNS; i++)); do
+        for fmt in message json_columns; do
+            cols=$([[ $fmt == message ]] && echo "queue_id int, queue_offset bigint, body bytea" || echo "$JSON_COLS")
+            stream_drain "json_${fmt}_$i" bench_topic_json "$JSON_N" "bench_json_${fmt}_$i" "bench_json_group_${fmt}_$i" \
+                "sink_json_${fmt}_$i" "$cols" "$fmt"
+            JC_RUNS+="${JC_RUNS:+, }$fmt $S_RATE"
+            if [[ $fmt == message ]]; then
+                secs_m=$(awk -v a="$secs_m" -v b="$S_SECS" 'BEGIN {print a + b}')
+                cpu_m=$(awk -v a="$cpu_m" -v b="$S_CPU_US" 'BEGIN {print a + b}')
+            else
+                secs_c=$(awk -v a="$secs_c" -v b="$S_SECS" 'BEGIN {print a + b}')
+                cpu_c=$(awk -v a="$cpu_c" -v b="$S_CPU_US" 'BEGIN {print a + b}')
+            fi
+        done
+    done
+    JM_RATE=$(awk -v n="$JSON_N" -v r="$JSON_RUNS" -v s="$secs_m" 'BEGIN {printf "%.0f", n * r / s}')
+    JC_RATE=$(awk -v n="$JSON_N" -v r="$JSON_RUNS" -v s="$secs_c" 'BEGIN {printf "%.0f", n * r / s}')
+    JM_CPU_US=$(awk -v c="$cpu_m" -v r="$JSON_RUNS" 'BEGIN {printf "%.2f", c / r}')
+    JC_CPU_US=$(awk -v c="$cpu_c" -v r="$JSON_RUNS" 'BEGIN {printf "%.2f", c / r}')
+    log "[json] message $JM_RATE msg/s ($JM_CPU_US us/msg), json_columns $JC_RATE msg/s ($JC_CPU_US us/msg); runs: $JC_RUNS"
+}
+
+# ------------------------------------------------------------ 6. latency
 lat_runs=0
 latency() {  # latency INTERVAL_MS SYNCHRONOUS_COMMIT -> appends a line to $work/lat.dat
     lat_runs=$((lat_runs + 1))
@@ -546,6 +584,7 @@ run_size s100 bench_topic "$N" "$B" bench bench_group sink
 if ((N1K > 0)); then
     run_size s1k bench_topic_1k "$N1K" "$B1K" bench_1k bench_group_1k sink_1k
 fi
+((JSON_N > 0)) && json_drains
 : >"$work/lat.dat"
 if ((LAT_SECONDS > 0)); then
     q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
@@ -604,7 +643,7 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
 {
     echo "# Streams vs their ceilings and the user loop"
     echo
-    echo "Run: \`N=$N B=$B N1K=$N1K LOOP_MAX_S=$LOOP_MAX_S LAT_RATE=$LAT_RATE LAT_SECONDS=$LAT_SECONDS LAT_INTERVALS=\"$LAT_INTERVALS\" LAT_SYNC=\"$LAT_SYNC\" bash bench/stream_bench.sh\`"
+    echo "Run: \`N=$N B=$B N1K=$N1K JSON_N=$JSON_N JSON_RUNS=$JSON_RUNS LOOP_MAX_S=$LOOP_MAX_S LAT_RATE=$LAT_RATE LAT_SECONDS=$LAT_SECONDS LAT_INTERVALS=\"$LAT_INTERVALS\" LAT_SYNC=\"$LAT_SYNC\" bash bench/stream_bench.sh\`"
     echo "on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo);"
     echo "load average $load_start at the start, $load_end at the end; whole run $(printf '%.0f' "$run_secs") s."
     echo "One local broker (RocketMQ 5.3.3, ASYNC_FLUSH), topics of 8 queues; PostgreSQL $(pg "$bindir/postgres" -V | awk '{print $3}')"
@@ -664,6 +703,21 @@ anon_growth() { awk -v a="$(val "$1" S_ANON_MID)" -v b="$(val "$1" S_ANON_LAST)"
     echo "Memory over time (1 s samples) is in the plot; VmRSS counts the shared-buffer pages the worker"
     echo "touched, so RssAnon (private memory) is the one that shows growth."
     echo
+    if ((JSON_N > 0)); then
+        echo "## JSON bodies into columns ($JSON_N x $B B, $JSON_RUNS drain(s) of each format, alternately)"
+        echo
+        echo "The same topic of JSON objects (\`{\"id\":…,\"user\":…,\"amount\":…,\"ok\":…,\"ts\":…,\"pad\":…}\`) drained"
+        echo "into \`(queue_id, queue_offset, body bytea)\` with format message and into"
+        echo "\`($JSON_COLS)\` with format json_columns."
+        echo
+        echo "| | message | json_columns |"
+        echo "|---|---|---|"
+        echo "| drain, msg/s (all messages / all drain time) | $JM_RATE | $JC_RATE |"
+        echo "| worker CPU, µs/msg (mean of the drains) | $JM_CPU_US | $JC_CPU_US |"
+        echo "| **json_columns / message** (target ≥ 0.7) | | **$(ratio "$JC_RATE" "$JM_RATE")** |"
+        echo "| each drain, msg/s | $JC_RUNS | |"
+        echo
+    fi
     if [[ -s $work/lat.dat ]]; then
         echo "## End-to-end latency at $LAT_RATE msg/s for $LAT_SECONDS s ($B B bodies)"
         echo

@@ -112,7 +112,7 @@ try_copy(Stream *s, RmqBatchMsg *msgs, int n)
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		rmq_sink_copy(s->def.target, s->def.fmt, msgs, n);
+		rmq_sink_copy(s->def.target, s->def.fmt, s->def.json_paths, msgs, n);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();

@@ -1,11 +1,12 @@
 /*
  * rmq_sink.c — where a batch's messages go.
  *
- * Formats message and json feed PostgreSQL's own COPY FROM machinery with
- * rows in COPY binary format (as logical replication's table sync does), so
- * triggers, constraints, indexes and partitioned targets behave as for any
- * COPY, at multi-insert speed.  The checks COPY itself would make are
- * repeated here: INSERT privilege, and no row-level security.
+ * Formats message, json and json_columns feed PostgreSQL's own COPY FROM
+ * machinery with rows in COPY binary format (as logical replication's table
+ * sync does), so triggers, constraints, indexes and partitioned targets
+ * behave as for any COPY, at multi-insert speed.  The checks COPY itself
+ * would make are repeated here: INSERT privilege, and no row-level security.
+ * json_columns' fields from the body come from rmq_json_columns.c.
  */
 #include "postgres.h"
 
@@ -13,6 +14,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
+#include "commands/copyfrom_internal.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -29,8 +31,12 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
+#include "rmq_json_columns.h"
 #include "rmq_sql.h"
 #include "rmq_stream.h"
+
+/* The body as jsonb (formats json, json_columns): beside the 16 columns. */
+#define BODY_JSONB RMQ_MESSAGE_NATTS
 
 /* The standard message columns, in rmq_message order. */
 static const struct
@@ -109,7 +115,7 @@ put_json_str(StringInfo b, const char *s)
 
 /* One field in binary COPY format. */
 static void
-put_field(StringInfo b, int col, const RmqBatchMsg *bm, RmqFormat fmt, StringInfo tmp)
+put_field(StringInfo b, int col, const RmqBatchMsg *bm, StringInfo tmp)
 {
 	const RmqMessage *m = &bm->m;
 
@@ -171,16 +177,14 @@ put_field(StringInfo b, int col, const RmqBatchMsg *bm, RmqFormat fmt, StringInf
 		case 7:
 			put_text(b, rmq_msg_prop(m, "TAGS"));
 			break;
+		case BODY_JSONB:
+			/* jsonb_recv: version byte, then the JSON text */
+			put32(b, m->body_len + 1);
+			appendStringInfoChar(b, 1);
+			appendBinaryStringInfo(b, m->body, m->body_len);
+			break;
 		case 8:
-			if (fmt == RMQ_FORMAT_JSON)
-			{
-				/* jsonb_recv: version byte, then the JSON text */
-				put32(b, m->body_len + 1);
-				appendStringInfoChar(b, 1);
-				appendBinaryStringInfo(b, m->body, m->body_len);
-			}
-			else
-				put_bytes(b, m->body, m->body_len);
+			put_bytes(b, m->body, m->body_len);
 			break;
 		case 9:
 			resetStringInfo(tmp);
@@ -221,39 +225,58 @@ put_field(StringInfo b, int col, const RmqBatchMsg *bm, RmqFormat fmt, StringInf
 	}
 }
 
-/* Which standard column each target column takes, checking types. */
+/*
+ * Which standard column each target column takes, checking types.  Under
+ * json_columns (*jc) a column named in json_paths is the body's, then a
+ * standard name is the message's, then any other column is the body's: the
+ * body's columns follow the standard ones in COPY's column list.
+ */
 static List *
-map_columns(Relation rel, RmqFormat fmt, int *cols, int *ncols)
+map_columns(Relation rel, RmqFormat fmt, Jsonb *json_paths, int *cols, int *ncols, RmqJcPlan **jc)
 {
 	TupleDesc	td = RelationGetDescr(rel);
 	List	   *names = NIL;
 
 	*ncols = 0;
+	*jc = fmt == RMQ_FORMAT_JSON_COLUMNS ? rmq_jc_begin(rel, json_paths) : NULL;
 	for (int a = 0; a < td->natts; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(td, a);
+		bool		standard = false;
 
 		if (att->attisdropped || att->attgenerated)
 			continue;
+		if (*jc && rmq_jc_has_path(*jc, NameStr(att->attname)))
+		{
+			rmq_jc_add_column(*jc, rel, a + 1);
+			continue;
+		}
 		for (int c = 0; c < RMQ_MESSAGE_NATTS; c++)
 		{
 			Oid			want = std_cols[c].type;
 
 			if (strcmp(NameStr(att->attname), std_cols[c].name) != 0)
 				continue;
-			if (c == 8 && fmt == RMQ_FORMAT_JSON)
+			standard = true;
+			if (c == 8 && (fmt == RMQ_FORMAT_JSON || (fmt == RMQ_FORMAT_JSON_COLUMNS && att->atttypid == JSONBOID)))
 				want = JSONBOID;
 			if (att->atttypid != want)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATATYPE_MISMATCH),
 						 errmsg("column \"%s\" of stream target \"%s\" has type %s, but the stream writes %s",
 								std_cols[c].name, RelationGetRelationName(rel),
-								format_type_be(att->atttypid), format_type_be(want))));
-			cols[(*ncols)++] = c;
+								format_type_be(att->atttypid), format_type_be(want)),
+						 *jc ? errhint("To fill it from the message body instead, name it in the stream option json_paths, "
+									   "e.g. {\"json_paths\": {\"%s\": \"$.%s\"}}.", std_cols[c].name, std_cols[c].name) : 0));
+			cols[(*ncols)++] = c == 8 && want == JSONBOID ? BODY_JSONB : c;
 			names = lappend(names, makeString(pstrdup(std_cols[c].name)));
 		}
+		if (*jc && !standard)
+			rmq_jc_add_column(*jc, rel, a + 1);
 	}
-	if (*ncols == 0)
+	for (int i = 0; *jc && i < rmq_jc_ncolumns(*jc); i++)
+		names = lappend(names, makeString(pstrdup(rmq_jc_column_name(*jc, i))));
+	if (*ncols == 0 && (*jc == NULL || rmq_jc_ncolumns(*jc) == 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("stream target \"%s\" has none of the message columns",
@@ -262,14 +285,59 @@ map_columns(Relation rel, RmqFormat fmt, int *cols, int *ncols)
 	return names;
 }
 
+/* rmq_check_json_columns: would a stream of this format take this target? */
+void
+rmq_sink_check(Relation rel, RmqFormat fmt, Jsonb *json_paths)
+{
+	int			cols[RMQ_MESSAGE_NATTS];
+	int			ncols;
+	RmqJcPlan  *jc;
+
+	(void) map_columns(rel, fmt, json_paths, cols, &ncols, &jc);
+	if (jc)
+		rmq_jc_end(jc);
+}
+
+/*
+ * CopyFrom, naming the column in the message of an error its input raises
+ * (only the context does otherwise, and rmq_dead_letter keeps the message).
+ */
+static uint64
+copy_from_naming_column(CopyFromState cstate)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	uint64		done = 0;
+
+	PG_TRY();
+	{
+		done = CopyFrom(cstate);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+		const char *att = cstate->cur_attname;
+
+		if (att == NULL)
+			PG_RE_THROW();
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		FlushErrorState();
+		ed->message = psprintf("column \"%s\": %s", att, ed->message);
+		ReThrowError(ed);
+	}
+	PG_END_TRY();
+	return done;
+}
+
 uint64
-rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n)
+rmq_sink_copy(const char *target, RmqFormat fmt, Jsonb *json_paths, RmqBatchMsg *msgs, int n)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(target));
 	Relation	rel = table_openrv(rv, RowExclusiveLock);
 	AclResult	acl;
 	int			cols[RMQ_MESSAGE_NATTS];
 	int			ncols;
+	RmqJcPlan  *jc;
 	List	   *names;
 	StringInfoData buf,
 				tmp;
@@ -287,7 +355,7 @@ rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n)
 				 errmsg("stream target \"%s\" has row-level security enabled", RelationGetRelationName(rel)),
 				 errdetail("Streams insert through COPY FROM, which does not support row-level security.")));
 	rmq_target_check(rel);
-	names = map_columns(rel, fmt, cols, &ncols);
+	names = map_columns(rel, fmt, json_paths, cols, &ncols, &jc);
 
 	initStringInfo(&buf);
 	initStringInfo(&tmp);
@@ -296,11 +364,13 @@ rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n)
 	put32(&buf, 0);				/* header extension length */
 	for (int i = 0; i < n; i++)
 	{
-		uint16		nf = pg_hton16((uint16) ncols);
+		uint16		nf = pg_hton16((uint16) (ncols + (jc ? rmq_jc_ncolumns(jc) : 0)));
 
 		appendBinaryStringInfo(&buf, (char *) &nf, 2);
 		for (int c = 0; c < ncols; c++)
-			put_field(&buf, cols[c], &msgs[i], fmt, &tmp);
+			put_field(&buf, cols[c], &msgs[i], &tmp);
+		if (jc)
+			rmq_jc_put_row(jc, msgs[i].m.body, msgs[i].m.body_len, &buf);
 	}
 	appendBinaryStringInfo(&buf, "\377\377", 2);
 
@@ -310,9 +380,11 @@ rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n)
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
 	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read, names,
 						   list_make1(makeDefElem("format", (Node *) makeString("binary"), -1)));
-	done = CopyFrom(cstate);
+	done = jc ? copy_from_naming_column(cstate) : CopyFrom(cstate);
 	EndCopyFrom(cstate);
 	copy_src = NULL;
+	if (jc)
+		rmq_jc_end(jc);
 	table_close(rel, NoLock);
 	return done;
 }

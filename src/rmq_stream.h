@@ -4,12 +4,16 @@
 #ifndef RMQ_STREAM_H
 #define RMQ_STREAM_H
 
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+
 #include "rmq_pull.h"
 
 typedef enum RmqFormat
 {
 	RMQ_FORMAT_MESSAGE,
 	RMQ_FORMAT_JSON,
+	RMQ_FORMAT_JSON_COLUMNS,
 	RMQ_FORMAT_HANDLER
 } RmqFormat;
 
@@ -27,10 +31,16 @@ typedef struct RmqBatchRange
 	int64		from;
 } RmqBatchRange;
 
-/* Insert messages through COPY (formats message and json); raises errors. */
 /* rmq_target.c: refuse targets a stream cannot write exactly once. */
 extern void rmq_target_check(Relation rel);
-extern uint64 rmq_sink_copy(const char *target, RmqFormat fmt, RmqBatchMsg *msgs, int n);
+/*
+ * Insert messages through COPY (formats message, json, json_columns with
+ * its json_paths); raises errors.
+ */
+extern uint64 rmq_sink_copy(const char *target, RmqFormat fmt, Jsonb *json_paths,
+							RmqBatchMsg *msgs, int n);
+/* Errors unless a stream of this format can write to rel. */
+extern void rmq_sink_check(Relation rel, RmqFormat fmt, Jsonb *json_paths);
 /* Call the handler with the batch's messages and ranges. */
 extern void rmq_sink_handler(Oid handler, RmqBatchMsg *msgs, int n,
 							 RmqBatchRange *ranges, int nranges);

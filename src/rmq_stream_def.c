@@ -15,6 +15,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "rmq_json_columns.h"
 #include "rmq_worker.h"
 
 /* A string as a JSON string literal. */
@@ -130,6 +131,7 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 			s->def.group = pstrdup(rmq_spi_text(0, 2));
 			s->def.target = pstrdup(rmq_spi_text(0, 3));
 			s->def.fmt = strcmp(fmt, "json") == 0 ? RMQ_FORMAT_JSON
+				: strcmp(fmt, "json_columns") == 0 ? RMQ_FORMAT_JSON_COLUMNS
 				: strcmp(fmt, "handler") == 0 ? RMQ_FORMAT_HANDLER : RMQ_FORMAT_MESSAGE;
 			s->def.handler = h ? (Oid) strtoul(h, NULL, 10) : InvalidOid;
 			s->def.start_from = pstrdup(rmq_spi_text(0, 6));
@@ -188,6 +190,7 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 			/* A member's offsets on the broker are where the next owner of a queue starts. */
 			if (s->def.membership)
 				s->def.auto_commit = true;
+			s->def.json_paths = rmq_jc_paths_option(o);
 			MemoryContextSwitchTo(old);
 			ok = true;
 		}

@@ -33,6 +33,7 @@ typedef struct StreamDef
 	char	   *group;
 	char	   *target;
 	RmqFormat	fmt;
+	Jsonb	   *json_paths;		/* json_columns: column -> path, or NULL */
 	Oid			handler;
 	char	   *start_from;
 	int64		start_ms;

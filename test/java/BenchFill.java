@@ -1,11 +1,14 @@
 /*
- * BenchFill <namesrv> <topic> <count> <bodyBytes>
+ * BenchFill <namesrv> <topic> <count> <bodyBytes> [json]
  *
  * Fills a topic quickly for the benchmarks: batches of up to 256 messages of
  * bodyBytes each (SEND_BATCH_MESSAGE), batch k to queue k mod queueCount,
  * sent by 4 threads (synchronous sends, so several batches are in flight).
  * Bodies are "<sequence number> " padded with 'x' to bodyBytes; no tags or
- * keys.  Prints count=<n> seconds=<s> rate=<msgs/s>.
+ * keys.  With "json", bodies are JSON objects of five typed fields padded
+ * (in a sixth, "pad") to bodyBytes:
+ *   {"id":123,"user":"u123","amount":23.45,"ok":false,"ts":"2026-11-24T23:55:03.123Z","pad":"xx"}
+ * Prints count=<n> seconds=<s> rate=<msgs/s>.
  */
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -28,13 +31,14 @@ public class BenchFill {
     }
 
     static void run(String[] args) throws Exception {
-        if (args.length != 4) {
-            System.err.println("usage: BenchFill <namesrv> <topic> <count> <bodyBytes>");
+        if (args.length != 4 && !(args.length == 5 && args[4].equals("json"))) {
+            System.err.println("usage: BenchFill <namesrv> <topic> <count> <bodyBytes> [json]");
             System.exit(2);
         }
         String topic = args[1];
         long count = Long.parseLong(args[2]);
         int bodyBytes = Integer.parseInt(args[3]);
+        boolean json = args.length == 5;
         DefaultMQProducer p = new DefaultMQProducer("rmq_bench_fill");
         p.setNamesrvAddr(args[0]);
         p.setSendMsgTimeout(30000);
@@ -54,7 +58,7 @@ public class BenchFill {
                     while (failure.get() == null && (b = nextBatch.getAndIncrement()) < batches) {
                         long first = b * BATCH, last = Math.min(count, first + BATCH);
                         List<Message> msgs = new ArrayList<>((int) (last - first));
-                        for (long i = first; i < last; i++) msgs.add(new Message(topic, body(i, bodyBytes)));
+                        for (long i = first; i < last; i++) msgs.add(new Message(topic, json ? jsonBody(i, bodyBytes) : body(i, bodyBytes)));
                         SendResult r = p.send(msgs, mqs.get((int) (b % mqs.size())));
                         if (r.getSendStatus() != SendStatus.SEND_OK)
                             throw new IllegalStateException("send status " + r.getSendStatus());
@@ -82,5 +86,14 @@ public class BenchFill {
         byte[] s = (seq + " ").getBytes(StandardCharsets.US_ASCII);
         System.arraycopy(s, 0, b, 0, Math.min(s.length, len));
         return b;
+    }
+
+    static byte[] jsonBody(long seq, int len) {
+        StringBuilder b = new StringBuilder(len + 8);
+        b.append(String.format("{\"id\":%d,\"user\":\"u%d\",\"amount\":%d.%02d,\"ok\":%b,"
+                + "\"ts\":\"2026-11-24T23:55:%02d.%03dZ\",\"pad\":\"", seq, seq, seq % 1000, seq % 100,
+                seq % 2 == 0, seq % 60, seq % 1000));
+        while (b.length() < len - 2) b.append('x');
+        return b.append("\"}").toString().getBytes(StandardCharsets.US_ASCII);
     }
 }

@@ -20,7 +20,7 @@ SELECT functions_are('public', ARRAY[
     'rmq_offset_range', 'rmq_queues', 'rmq_create_rdd', 'rmq_offset_for_time', 'rmq_broker_offsets',
     'rmq_commit_offsets', 'rmq_send', 'rmq_send_batch', 'rmq_create_topic', 'rmq_fdw_validator',
     'rmq_check_server', 'rmq_committed_offsets', 'rmq_check_preloaded', 'rmq_check_stream_options',
-    'rmq_check_stream_shape', 'rmq_check_target', 'rmq_create_stream', 'rmq_stream_set_state', 'rmq_pause_stream', 'rmq_resume_stream',
+    'rmq_check_stream_shape', 'rmq_check_target', 'rmq_check_json_columns', 'rmq_create_stream', 'rmq_stream_set_state', 'rmq_pause_stream', 'rmq_resume_stream',
     'rmq_drop_stream', 'rmq_reset_stream', 'rmq_alter_stream']);
 SELECT tables_are('public', ARRAY['rmq_offset', 'rmq_stream', 'rmq_batch', 'rmq_dead_letter']);
 SELECT views_are('public', ARRAY['rmq_stream_status']);
@@ -45,6 +45,7 @@ SELECT is(ARRAY(
     'foreign-data wrapper rocketmq_stream',
     'function rmq_alter_stream(text,jsonb)',
     'function rmq_broker_offsets(text,text,jsonb)',
+    'function rmq_check_json_columns(regclass,text,jsonb)',
     'function rmq_check_preloaded()',
     'function rmq_check_server(text)',
     'function rmq_check_stream_options(jsonb)',

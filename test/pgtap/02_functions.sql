@@ -52,6 +52,7 @@ INSERT INTO fn (name, args, arguments, result, lang, vol, strict) VALUES
 ('rmq_check_stream_options', '{jsonb}', 'options jsonb', 'void', 'plpgsql', 'volatile', false),
 ('rmq_check_stream_shape', '{jsonb,jsonb,boolean}', 'options jsonb, queue_map jsonb, force_specific boolean', 'void', 'plpgsql', 'volatile', false),
 ('rmq_check_target', '{regclass}', 'target regclass', 'void', 'c', 'volatile', true),
+('rmq_check_json_columns', '{regclass,text,jsonb}', 'target regclass, format text, options jsonb', 'void', 'c', 'volatile', false),
 ('rmq_create_stream', '{text,text,text,regclass,text,timestamp with time zone,jsonb,boolean,text,regprocedure,integer,jsonb,jsonb}',
  'name text, topic text, consumer_group text, target regclass, start_from text DEFAULT ''earliest''::text, '
  'start_time timestamp with time zone DEFAULT NULL::timestamp with time zone, start_offsets jsonb DEFAULT NULL::jsonb, '

@@ -136,7 +136,7 @@ SELECT is(ARRAY(SELECT conrelid::regclass::text || ': ' || pg_get_constraintdef(
                 ORDER BY conrelid::regclass::text || ': ' || pg_get_constraintdef(oid) COLLATE "C"),
           ARRAY['rmq_offset: CHECK ((next_offset >= 0))',
                 'rmq_stream: CHECK (((parallelism >= 1) AND (parallelism <= 64)))',
-                'rmq_stream: CHECK ((format = ANY (ARRAY[''message''::text, ''json''::text, ''handler''::text])))',
+                'rmq_stream: CHECK ((format = ANY (ARRAY[''message''::text, ''json''::text, ''json_columns''::text, ''handler''::text])))',
                 'rmq_stream: CHECK ((name ~ ''^[A-Za-z0-9_.-]{1,63}$''::text))',
                 'rmq_stream: CHECK ((start_from = ANY (ARRAY[''earliest''::text, ''latest''::text, ''timestamp''::text, ''offsets''::text])))',
                 'rmq_stream: CHECK ((state = ANY (ARRAY[''running''::text, ''paused''::text, ''failed''::text])))'],

@@ -28,6 +28,7 @@ INSERT INTO fn (name, args, public_execute) VALUES
 ('rmq_check_stream_options', '{jsonb}', true),
 ('rmq_check_stream_shape', '{jsonb,jsonb,boolean}', true),
 ('rmq_check_target', '{regclass}', true),
+('rmq_check_json_columns', '{regclass,text,jsonb}', true),
 ('rmq_create_stream', '{text,text,text,regclass,text,timestamp with time zone,jsonb,boolean,text,regprocedure,integer,jsonb,jsonb}', true),
 ('rmq_stream_set_state', '{text,text}', true),
 ('rmq_pause_stream', '{text}', true),
