@@ -221,7 +221,7 @@ CREATE OR REPLACE FUNCTION rmq_stream_set_state(stream_name text, new_state text
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE rmq_stream SET state = new_state,
-        generation = generation + CASE WHEN new_state = 'running' THEN 1 ELSE 0 END,
+        generation = CASE WHEN new_state = 'running' THEN nextval('rmq_stream_generation_seq') ELSE generation END,
         last_error = CASE WHEN new_state = 'running' THEN NULL ELSE last_error END,
         state_since = CASE WHEN state IS DISTINCT FROM new_state THEN now() ELSE state_since END,
         retrying_since = NULL
@@ -248,7 +248,7 @@ BEGIN
                           start_time = rmq_reset_stream.start_time,
                           start_offsets = rmq_reset_stream.start_offsets,
                           force_specific = rmq_reset_stream.force_specific,
-                          generation = generation + 1, last_error = NULL, retrying_since = NULL,
+                          generation = nextval('rmq_stream_generation_seq'), last_error = NULL, retrying_since = NULL,
                           state_since = CASE WHEN state = 'failed' THEN now() ELSE state_since END,
                           state = CASE WHEN state = 'failed' THEN 'running' ELSE state END
     WHERE rmq_stream.name = rmq_reset_stream.name RETURNING * INTO s;
@@ -279,7 +279,7 @@ BEGIN
     PERFORM rmq_check_stream_shape(merged, s.queue_map, s.force_specific)
     FROM rmq_stream s WHERE s.name = rmq_alter_stream.name;
     PERFORM rmq_check_json_columns(tgt, fmt, merged);
-    UPDATE rmq_stream s SET options = merged, generation = generation + 1
+    UPDATE rmq_stream s SET options = merged, generation = nextval('rmq_stream_generation_seq')
     WHERE s.name = rmq_alter_stream.name;
 END $$;
 
@@ -318,6 +318,15 @@ GRANT SELECT ON rmq_stream_status TO PUBLIC;
 -- pg_dump keeps where the dead letters' ids stand: a restored database must
 -- not hand out an id it restored.
 SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter_id_seq', '');
+
+-- Generations are never reused, not even by a stream dropped and created
+-- again under its name: a worker of the old stream must not take the new
+-- one for its own.  They go on from the highest in use.
+CREATE SEQUENCE rmq_stream_generation_seq AS integer;
+SELECT setval('rmq_stream_generation_seq', coalesce((SELECT max(generation) FROM rmq_stream), 0) + 1, false);
+ALTER TABLE rmq_stream ALTER COLUMN generation SET DEFAULT nextval('rmq_stream_generation_seq');
+SELECT pg_catalog.pg_extension_config_dump('rmq_stream_generation_seq', '');
+GRANT USAGE ON SEQUENCE rmq_stream_generation_seq TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- What each object is for, as \df+, \dt+ and \dv+ show it.  Kept together

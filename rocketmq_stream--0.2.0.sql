@@ -142,6 +142,11 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE AS $$
 $$;
 REVOKE ALL ON FUNCTION rmq_committed_offsets(text, text, jsonb) FROM PUBLIC;
 
+-- Generations are never reused, not even by a stream dropped and created
+-- again under its name: a worker of the old stream must not take the new
+-- one for its own.
+CREATE SEQUENCE rmq_stream_generation_seq AS integer;
+
 CREATE TABLE rmq_stream (
     name            text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
     topic           text    NOT NULL,
@@ -158,7 +163,7 @@ CREATE TABLE rmq_stream (
     queue_map       jsonb,                 -- {"broker-a/0": 0, ...}: queue -> worker
     options         jsonb   NOT NULL DEFAULT '{}',
     state           text    NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'paused', 'failed')),
-    generation      integer NOT NULL DEFAULT 1,   -- bumped by resume/reset: workers restart
+    generation      integer NOT NULL DEFAULT nextval('rmq_stream_generation_seq'),  -- new on resume/reset/alter: workers restart
     last_error      text,
     last_error_at   timestamptz,
     owner           regrole NOT NULL DEFAULT current_user::regrole,
@@ -210,6 +215,8 @@ SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter', '');
 -- and where the dead letters' ids stand: a restored database must not hand
 -- out an id it restored (rmq_batch is not dumped, its ids start again).
 SELECT pg_catalog.pg_extension_config_dump('rmq_dead_letter_id_seq', '');
+-- and where generations stand: a restored stream must not meet one again.
+SELECT pg_catalog.pg_extension_config_dump('rmq_stream_generation_seq', '');
 
 CREATE FUNCTION rmq_check_preloaded() RETURNS void
 AS 'MODULE_PATHNAME', 'rmq_check_preloaded' LANGUAGE C;
@@ -362,7 +369,7 @@ CREATE FUNCTION rmq_stream_set_state(stream_name text, new_state text) RETURNS v
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE rmq_stream SET state = new_state,
-        generation = generation + CASE WHEN new_state = 'running' THEN 1 ELSE 0 END,
+        generation = CASE WHEN new_state = 'running' THEN nextval('rmq_stream_generation_seq') ELSE generation END,
         last_error = CASE WHEN new_state = 'running' THEN NULL ELSE last_error END,
         state_since = CASE WHEN state IS DISTINCT FROM new_state THEN now() ELSE state_since END,
         retrying_since = NULL
@@ -414,7 +421,7 @@ BEGIN
                           start_time = rmq_reset_stream.start_time,
                           start_offsets = rmq_reset_stream.start_offsets,
                           force_specific = rmq_reset_stream.force_specific,
-                          generation = generation + 1, last_error = NULL, retrying_since = NULL,
+                          generation = nextval('rmq_stream_generation_seq'), last_error = NULL, retrying_since = NULL,
                           state_since = CASE WHEN state = 'failed' THEN now() ELSE state_since END,
                           state = CASE WHEN state = 'failed' THEN 'running' ELSE state END
     WHERE rmq_stream.name = rmq_reset_stream.name RETURNING * INTO s;
@@ -448,7 +455,7 @@ BEGIN
     PERFORM rmq_check_stream_shape(merged, s.queue_map, s.force_specific)
     FROM rmq_stream s WHERE s.name = rmq_alter_stream.name;
     PERFORM rmq_check_json_columns(tgt, fmt, merged);
-    UPDATE rmq_stream s SET options = merged, generation = generation + 1
+    UPDATE rmq_stream s SET options = merged, generation = nextval('rmq_stream_generation_seq')
     WHERE s.name = rmq_alter_stream.name;
 END $$;
 
@@ -496,7 +503,7 @@ CREATE TYPE rmq_message AS (
 -- by every role of the database, as the group itself is on the broker.
 GRANT SELECT, INSERT, UPDATE, DELETE ON rmq_stream, rmq_offset TO PUBLIC;
 GRANT SELECT, INSERT, DELETE ON rmq_batch, rmq_dead_letter TO PUBLIC;
-GRANT USAGE ON SEQUENCE rmq_batch_id_seq, rmq_dead_letter_id_seq TO PUBLIC;
+GRANT USAGE ON SEQUENCE rmq_batch_id_seq, rmq_dead_letter_id_seq, rmq_stream_generation_seq TO PUBLIC;
 GRANT SELECT ON rmq_stream_status TO PUBLIC;
 ALTER TABLE rmq_stream ENABLE ROW LEVEL SECURITY;
 CREATE POLICY rmq_stream_owner ON rmq_stream

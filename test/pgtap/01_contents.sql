@@ -25,7 +25,7 @@ SELECT functions_are('public', ARRAY[
 SELECT tables_are('public', ARRAY['rmq_offset', 'rmq_stream', 'rmq_batch', 'rmq_dead_letter']);
 SELECT views_are('public', ARRAY['rmq_stream_status']);
 SELECT types_are('public', ARRAY['rmq_offset_range', 'rmq_message']);
-SELECT sequences_are('public', ARRAY['rmq_batch_id_seq', 'rmq_dead_letter_id_seq']);
+SELECT sequences_are('public', ARRAY['rmq_batch_id_seq', 'rmq_dead_letter_id_seq', 'rmq_stream_generation_seq']);
 SELECT has_composite('public', 'rmq_offset_range', 'composite type rmq_offset_range');
 SELECT has_composite('public', 'rmq_message', 'composite type rmq_message');
 
@@ -69,6 +69,7 @@ SELECT is(ARRAY(
     'function rmq_stream_set_state(text,text)',
     'sequence rmq_batch_id_seq',
     'sequence rmq_dead_letter_id_seq',
+    'sequence rmq_stream_generation_seq',
     'table rmq_batch',
     'table rmq_dead_letter',
     'table rmq_offset',
@@ -84,7 +85,7 @@ SELECT is(ARRAY(
 SELECT is(ARRAY(SELECT c::regclass::text || coalesce(':' || nullif(w, ''), '')
                 FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(c, w)
                 WHERE e.extname = 'rocketmq_stream' ORDER BY c::regclass::text COLLATE "C"),
-          ARRAY['rmq_dead_letter', 'rmq_dead_letter_id_seq', 'rmq_offset', 'rmq_stream'],
+          ARRAY['rmq_dead_letter', 'rmq_dead_letter_id_seq', 'rmq_offset', 'rmq_stream', 'rmq_stream_generation_seq'],
           'tables and the sequence marked for pg_dump, whole');
 
 SELECT * FROM finish();

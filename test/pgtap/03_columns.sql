@@ -53,7 +53,7 @@ INSERT INTO col (rel, col, type, not_null, dflt) VALUES
 ('rmq_stream', 'queue_map', 'jsonb', false, NULL),
 ('rmq_stream', 'options', 'jsonb', true, '''{}''::jsonb'),
 ('rmq_stream', 'state', 'text', true, '''running''::text'),
-('rmq_stream', 'generation', 'integer', true, '1'),
+('rmq_stream', 'generation', 'integer', true, 'nextval(''rmq_stream_generation_seq''::regclass)'),
 ('rmq_stream', 'last_error', 'text', false, NULL),
 ('rmq_stream', 'last_error_at', 'timestamp with time zone', false, NULL),
 ('rmq_stream', 'owner', 'regrole', true, '(CURRENT_USER)::regrole'),

@@ -56,7 +56,7 @@ FROM (VALUES ('rmq_stream', '{SELECT,INSERT,UPDATE,DELETE}'::text[]),
      unnest(ARRAY['public', 'rmq_pgtap_plain']::name[]) r
 ORDER BY r, t;
 SELECT sequence_privs_are('public', s, r, '{USAGE}', format('%s: USAGE on %s only', r, s))
-FROM unnest(ARRAY['rmq_batch_id_seq', 'rmq_dead_letter_id_seq']::name[]) s,
+FROM unnest(ARRAY['rmq_batch_id_seq', 'rmq_dead_letter_id_seq', 'rmq_stream_generation_seq']::name[]) s,
      unnest(ARRAY['public', 'rmq_pgtap_plain']::name[]) r
 ORDER BY r, s;
 -- Servers of the wrapper are made by whom a superuser allows.

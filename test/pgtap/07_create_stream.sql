@@ -27,7 +27,7 @@ SELECT CASE WHEN launcher_db THEN is((SELECT to_jsonb(m) - 'created_at' - 'state
                        'target', 'public.rmq_pgtap_target', 'format', 'message', 'handler', NULL,
                        'start_from', 'earliest', 'start_time', NULL, 'start_offsets', NULL, 'force_specific', false,
                        'parallelism', 2, 'queue_map', NULL, 'options', '{"batch_interval": 100}'::jsonb,
-                       'state', 'running', 'generation', 1, 'last_error', NULL, 'last_error_at', NULL,
+                       'state', 'running', 'generation', currval('rmq_stream_generation_seq'), 'last_error', NULL, 'last_error_at', NULL,
                        'owner', current_user, 'retrying_since', NULL, 'healthy_since', NULL),
     'the returned row: the arguments, the qualified target, defaults, owner')
     ELSE skip('streams are made in the launcher''s database only') END FROM here;

@@ -20,6 +20,7 @@ use Test::More;
 use FindBin;
 use lib $FindBin::Bin;
 use RmqTest;
+use Time::HiRes qw(usleep);
 
 my $node = RmqTest::stream_node('stream_control');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
@@ -257,6 +258,29 @@ RmqTest::check_exact($node, table => 'sc_t', topic => $SC, group => $gsc, label 
 is(sql("SELECT sc || ':' || count(*) FROM sc_t WHERE queue_offset >= 20 GROUP BY sc"), 'on:20',
 	'synchronous_commit: set to on, the batches run with on');
 sql("SELECT rmq_drop_stream('s_sc')");
+
+# Dropped and created again at once under its name, on another topic: the
+# old stream's worker must not go on with the old definition (generations
+# are never reused; they were, and it did).
+{
+	my ($RA, $RB) = (RmqTest::uniq('t104_ra'), RmqTest::uniq('t104_rb'));
+	sql("SELECT rmq_create_topic('$RA', 1)");
+	sql("SELECT rmq_create_topic('$RB', 1)");
+	sql(RmqTest::message_table('re_t'));
+	my $gr = RmqTest::uniq('g104_re');
+	sql("SELECT rmq_create_stream('s_re', '$RA', '$gr', 're_t')");
+	RmqTest::produce($node, $RA, per_queue => 5, queues => [0]);
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 5 FROM re_t"), 're-create: the first stream ingests');
+	sql("SELECT rmq_drop_stream('s_re'); SELECT rmq_create_stream('s_re', '$RB', '$gr', 're_t')");
+	RmqTest::produce($node, $RB, per_queue => 5, queues => [0]);
+	RmqTest::produce($node, $RA, per_queue => 5, queues => [0]);
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 5 FROM re_t WHERE topic = '$RB'"),
+		're-create: the new stream reads its own topic');
+	RmqTest::wait_caught_up($node, 's_re', $gr, $RB);
+	usleep(1_500_000);    # time enough for an old worker to commit another batch
+	is(sql("SELECT count(*) FROM re_t WHERE topic = '$RA'"), '5', 're-create: nothing more from the dropped stream\'s topic');
+	sql("SELECT rmq_drop_stream('s_re')");
+}
 
 RmqTest::wait_caught_up($node, 's_ctl', $g{ctl}, $C);
 RmqTest::check_exact($node, table => 'ctl_t', topic => $C, group => $g{ctl}, expect => $n, label => 'the control stream');
