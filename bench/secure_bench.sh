@@ -108,8 +108,10 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 declare -A best_s best_cpu
 run=0
+declare -A best_bcpu
+broker_pid() { cat "/tmp/rmq_secbench_$1/broker.pid"; }
 drain() {  # drain LABEL SERVER TOPIC GROUP
-    local label=$1 server=$2 topic=$3 group=$4 t0 t1 pid c0 c1 s got rows
+    local label=$1 server=$2 topic=$3 group=$4 t0 t1 pid c0 c1 s got rows bpid b0 b1 bcpu
     run=$((run + 1))
     q "CREATE TABLE t_$run (queue_id int, queue_offset bigint, body bytea)"
     q "DELETE FROM rmq_offset WHERE consumer_group = '$group'"
@@ -124,6 +126,8 @@ drain() {  # drain LABEL SERVER TOPIC GROUP
         [[ -z $pid ]] && sleep 0.02
     done
     c0=$(ticks "$pid")
+    bpid=$(broker_pid "$label")
+    b0=$(ticks "$bpid")
     while :; do
         got=$(q "SELECT coalesce(sum(next_offset), 0) FROM rmq_offset WHERE consumer_group = '$group'")
         ((got >= N)) && break
@@ -131,21 +135,42 @@ drain() {  # drain LABEL SERVER TOPIC GROUP
     done
     t1=$(now)
     c1=$(ticks "$pid")
+    b1=$(ticks "$bpid")
     q "SELECT rmq_drop_stream('s_$run')" >/dev/null
     rows=$(q "SELECT count(*) = $N AND count(DISTINCT (queue_id, queue_offset)) = $N FROM t_$run")
     [[ $rows == t ]] || die "drain $label: the table does not hold the $N messages once each"
     q "DROP TABLE t_$run"
     s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
     cpu=$(awk -v c="$((c1 - c0))" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }')
-    log "drain $label: $s s, worker CPU $cpu us/msg"
+    bcpu=$(awk -v c="$((b1 - b0))" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }')
+    log "drain $label: $s s, worker CPU $cpu us/msg, broker CPU $bcpu us/msg"
     if [[ -z ${best_s[$label]:-} ]] || awk -v a="$s" -v b="${best_s[$label]}" 'BEGIN { exit !(a < b) }'; then
         best_s[$label]=$s
         best_cpu[$label]=$cpu
+        best_bcpu[$label]=$bcpu
+    fi
+}
+# The official client over the same two brokers: how much of the cost is
+# the broker's (TLS and signature checks there, on the same cores).
+jdrain() {  # jdrain LABEL NAMESRV TOPIC GROUP [secured]
+    local o s
+    if [[ ${5:-} == secured ]]; then
+        o=$(env RMQ_HOME="$work" "$top/test/java/run.sh" LitePullBench "$2" "$3" "$4" "$N")
+    else
+        o=$(env -u RMQ_ACL_USER -u RMQ_ACL_SECRET -u RMQ_TLS -u RMQ_TLS_CA RMQ_HOME="$work" \
+            "$top/test/java/run.sh" LitePullBench "$2" "$3" "$4" "$N")
+    fi
+    s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$o")
+    log "java $1: $s s"
+    if [[ -z ${best_s[java_$1]:-} ]] || awk -v a="$s" -v b="${best_s[java_$1]}" 'BEGIN { exit !(a < b) }'; then
+        best_s[java_$1]=$s
     fi
 }
 for ((r = 1; r <= ROUNDS; r++)); do
     drain plain plain "$T_plain" sb_group_plain
     drain secured sec "$T_sec" "$RMQ_ACL_GROUP"
+    jdrain plain 127.0.0.1:16876 "$T_plain" sb_java_plain
+    jdrain secured 127.0.0.1:18876 "$T_sec" "$RMQ_ACL_GROUP" secured
 done
 
 rate() { awk -v n="$N" -v s="$1" 'BEGIN { printf "%.0f", n / s }'; }
@@ -158,10 +183,14 @@ $(date -u '+%Y-%m-%d %H:%M UTC'), \`bench/secure_bench.sh\` at $(git -C "$top" d
 $(nproc) cores ($cpu). Two brokers on this machine: plain, and ACL 2.0 with enforced TLS.
 $N messages of $B B over 4 queues each; stream options \`$STREAM_OPTS\`; best of $ROUNDS alternating drains.
 
-| drain | seconds | msg/s | vs plain | worker CPU per message |
-|---|---|---|---|---|
-| plain (namesrv_addr) | ${best_s[plain]} | $rp | 1.00 | ${best_cpu[plain]} µs |
-| TLS verify-full + signed (server + user mapping) | ${best_s[secured]} | $rs | $(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.2f", a / b }') | ${best_cpu[secured]} µs |
+| drain | seconds | msg/s | vs plain | worker CPU per message | broker CPU per message |
+|---|---|---|---|---|---|
+| plain (namesrv_addr) | ${best_s[plain]} | $rp | 1.00 | ${best_cpu[plain]} µs | ${best_bcpu[plain]} µs |
+| TLS verify-full + signed (server + user mapping) | ${best_s[secured]} | $rs | $(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.2f", a / b }') | ${best_cpu[secured]} µs | ${best_bcpu[secured]} µs |
+| official Java client (lite pull, no sink), plain | ${best_s[java_plain]} | $(rate "${best_s[java_plain]}") | $(awk -v a="$(rate "${best_s[java_plain]}")" -v b="$rp" 'BEGIN { printf "%.2f", a / b }') | | |
+| official Java client, TLS + signed | ${best_s[java_secured]} | $(rate "${best_s[java_secured]}") | $(awk -v a="$(rate "${best_s[java_secured]}")" -v b="$rp" 'BEGIN { printf "%.2f", a / b }') | | |
+
+Secured over plain: the stream $(awk -v a="$rs" -v b="$rp" 'BEGIN { printf "%.2f", a / b }'), the Java client $(awk -v a="${best_s[java_plain]}" -v b="${best_s[java_secured]}" 'BEGIN { printf "%.2f", a / b }').
 
 The secured broker does the TLS and signature work on its side too, on the same cores.
 EOF

@@ -41,11 +41,15 @@ static bool
 mac_init(Mac *m, const char *key)
 {
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	/* Fetched once: a fetch is a provider lookup, dearer than the HMAC. */
+	static EVP_MAC *hmac = NULL;
 	OSSL_PARAM	params[2];
 
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA1", 0);
 	params[1] = OSSL_PARAM_construct_end();
-	m->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (hmac == NULL)
+		hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	m->mac = hmac;
 	m->ctx = m->mac ? EVP_MAC_CTX_new(m->mac) : NULL;
 	return m->ctx != NULL && EVP_MAC_init(m->ctx, (const unsigned char *) key, strlen(key), params) == 1;
 #else
@@ -83,7 +87,6 @@ mac_free(Mac *m)
 {
 #if OPENSSL_VERSION_NUMBER >= 0x30000000L
 	EVP_MAC_CTX_free(m->ctx);
-	EVP_MAC_free(m->mac);
 #else
 	HMAC_CTX_free(m->ctx);
 #endif

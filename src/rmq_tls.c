@@ -69,6 +69,13 @@ tls_context(const RmqSecurity *sec, char **err)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/*
+	 * Read ahead: one recv() takes in as many records as have arrived,
+	 * instead of a header and a body per record (two system calls per
+	 * 16 KiB of pull answers otherwise).
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
 	if (sec->tls >= RMQ_TLS_VERIFY_CA)
 	{
 		if (sec->tls_root_cert

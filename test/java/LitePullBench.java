@@ -7,6 +7,8 @@
  * counted).  Timing runs from the first poll() call to the poll() that
  * returns the last needed message.  Prints
  *   messages=<n> seconds=<s> rate=<msgs/s>
+ * Against a broker started with RMQ_ACL=1 / RMQ_TLS=1 it signs and talks TLS
+ * as the environment of "broker.sh env" says (Secure.java).
  */
 import java.util.ArrayList;
 import java.util.List;
@@ -17,6 +19,7 @@ import org.apache.rocketmq.common.message.MessageQueue;
 
 public class LitePullBench {
     public static void main(String[] args) {
+        Secure.init();
         FailFast.main(args, LitePullBench::run);
     }
 
@@ -26,7 +29,7 @@ public class LitePullBench {
             Runtime.getRuntime().halt(2);
         }
         long total = Long.parseLong(args[3]);
-        DefaultLitePullConsumer c = new DefaultLitePullConsumer(args[2]);
+        DefaultLitePullConsumer c = Secure.apply(new DefaultLitePullConsumer(args[2], Secure.rpcHook()));
         c.setNamesrvAddr(args[0]);
         c.setAutoCommit(false);
         // Start every queue at its first offset.  (The group never commits, so
