@@ -57,24 +57,33 @@ rmq_group_members(const RmqOptions *o, const char *addr, const char *group, int 
 	return ids;
 }
 
+/* LOCK_BATCH_MQ or UNLOCK_BATCH_MQ of these queues for client_id. */
+static void
+mq_request(const RmqOptions *o, const char *addr, int32 code, const char *what, const char *group,
+		   const char *client_id, const RmqMq *mqs, int n, RmqCommand *resp)
+{
+	RmqCommand	req;
+	StringInfoData body;
+
+	initStringInfo(&body);
+	rmq_group_mq_body(&body, group, client_id, mqs, n);
+	rmq_cmd_init(&req, code);
+	req.body = body.data;
+	req.body_len = body.len;
+	rmq_rpc(o, addr, &req, resp);
+	if (resp->code != RMQ_SUCCESS)
+		rmq_broker_error(addr, what, resp);
+}
+
 /* Lock the queues for client_id; which ones the broker granted, in locked. */
 void
 rmq_group_lock(const RmqOptions *o, const char *addr, const char *group, const char *client_id,
 			   const RmqMq *mqs, int n, bool *locked)
 {
-	RmqCommand	req,
-				resp;
-	StringInfoData body;
+	RmqCommand	resp;
 	char	   *err = NULL;
 
-	initStringInfo(&body);
-	rmq_group_mq_body(&body, group, client_id, mqs, n);
-	rmq_cmd_init(&req, RMQ_LOCK_BATCH_MQ);
-	req.body = body.data;
-	req.body_len = body.len;
-	rmq_rpc(o, addr, &req, &resp);
-	if (resp.code != RMQ_SUCCESS)
-		rmq_broker_error(addr, "a queue lock request", &resp);
+	mq_request(o, addr, RMQ_LOCK_BATCH_MQ, "a queue lock request", group, client_id, mqs, n, &resp);
 	if (!rmq_parse_locked(resp.body, resp.body_len, mqs, n, locked, &err))
 		parse_error(addr, "a queue lock request", err);
 }
@@ -83,18 +92,9 @@ void
 rmq_group_unlock(const RmqOptions *o, const char *addr, const char *group, const char *client_id,
 				 const RmqMq *mqs, int n)
 {
-	RmqCommand	req,
-				resp;
-	StringInfoData body;
+	RmqCommand	resp;
 
-	initStringInfo(&body);
-	rmq_group_mq_body(&body, group, client_id, mqs, n);
-	rmq_cmd_init(&req, RMQ_UNLOCK_BATCH_MQ);
-	req.body = body.data;
-	req.body_len = body.len;
-	rmq_rpc(o, addr, &req, &resp);
-	if (resp.code != RMQ_SUCCESS)
-		rmq_broker_error(addr, "a queue unlock request", &resp);
+	mq_request(o, addr, RMQ_UNLOCK_BATCH_MQ, "a queue unlock request", group, client_id, mqs, n, &resp);
 }
 
 void

@@ -1,20 +1,10 @@
 /*
  * rmq_member.c — a stream that is a member of its consumer group
- * ("membership": "group"), as the Java push consumer is one: it heartbeats
- * every broker of its topic, so the broker lists it and RocketMQ's tools
- * show it; it takes the share of the queues Java's
- * AllocateMessageQueueAveragely gives it (rmq_alloc.c), so Java consumers
- * and other PostgreSQL servers in the group agree on who reads what; and
- * it holds the broker's lock on every queue it reads, so no two members
- * read one queue at once.
- *
- * The hand-off: a queue that moves away is let go only between batches,
- * once its last batch has committed here and its offset has been committed
- * to the broker; then it is unlocked.  The member that gets it locks it
- * (and waits while the old owner still holds it) and starts where the
- * broker's offset says (rmq_plan_resolve_starts).  A member that dies keeps
- * its locks until the broker lets them lapse (60 s): if it comes back
- * within that, it resumes its queues from its own stored offsets.
+ * ("membership": "group"), as the Java push consumer is one: who it is (a
+ * client id that survives restarts), being known to the brokers
+ * (heartbeats on connections of its own), what it answers them (changes in
+ * the group, running info for mqadmin), and leaving.  Which queues are its
+ * share, and their locks and hand-over, are rmq_member_share.c's.
  */
 #include "postgres.h"
 
@@ -30,17 +20,10 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "rmq_alloc.h"
 #include "rmq_worker.h"
 
-/* The Java client's timers (ClientConfig, RebalanceService, ProcessQueue). */
+/* The Java client's heartbeat (ClientConfig.heartbeatBrokerInterval). */
 #define HEARTBEAT_MS 30000
-#define REBALANCE_MS 20000
-#define RELOCK_MS 20000
-/* The broker keeps a lock 60 s; like Java, trust ours for half of that. */
-#define LOCK_TRUST_MS 30000
-/* Our share includes queues another member still holds: ask again soon. */
-#define WANT_RETRY_MS 500
 /* Leaving at exit must not hold a shutdown up for long. */
 #define EXIT_TIMEOUT_MS 1000
 
@@ -101,8 +84,8 @@ build_client_id(Stream *s)
 	return id.data;
 }
 
-static char *
-retry_topic(Stream *s)
+char *
+rmq_member_retry_topic(Stream *s)
 {
 	return psprintf("%%RETRY%%%s", s->def.group);
 }
@@ -130,7 +113,7 @@ subscriptions(Stream *s, RmqSubscription *subs)
 	subs[0].topic = s->def.topic;
 	subs[0].expression = s->def.opts.tag_filter;
 	subs[0].version = sub_version;
-	subs[1].topic = retry_topic(s);
+	subs[1].topic = rmq_member_retry_topic(s);
 	subs[1].expression = NULL;
 	subs[1].version = sub_version;
 	return 2;
@@ -201,8 +184,8 @@ rmq_member_hand_back(Stream *s)
  * Warn (once a minute per cause) about a broker that failed us in a way
  * worth waiting out; rethrow anything else.
  */
-static void
-broker_trouble(Stream *s, const char *addr, const char *what, MemoryContext cxt)
+void
+rmq_member_trouble(Stream *s, const char *addr, const char *what, MemoryContext cxt)
 {
 	ErrorData  *ed;
 	int			held;
@@ -223,8 +206,8 @@ broker_trouble(Stream *s, const char *addr, const char *what, MemoryContext cxt)
 	FreeErrorData(ed);
 }
 
-static bool
-heartbeat(Stream *s, const char *addr)
+bool
+rmq_member_heartbeat(Stream *s, const char *addr)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -235,7 +218,7 @@ heartbeat(Stream *s, const char *addr)
 	}
 	PG_CATCH();
 	{
-		broker_trouble(s, addr, "send a heartbeat to", cxt);
+		rmq_member_trouble(s, addr, "send a heartbeat to", cxt);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -243,8 +226,8 @@ heartbeat(Stream *s, const char *addr)
 }
 
 /* Heartbeat every broker of these routes we have not yet told of us. */
-static void
-join_brokers(Stream *s, RmqRoute **routes, int nroutes, MemoryContext keep)
+void
+rmq_member_join(Stream *s, RmqRoute **routes, int nroutes, MemoryContext keep)
 {
 	for (int r = 0; r < nroutes; r++)
 		for (int b = 0; routes[r] && b < routes[r]->nbrokers; b++)
@@ -258,170 +241,28 @@ join_brokers(Stream *s, RmqRoute **routes, int nroutes, MemoryContext keep)
 				known = strcmp(s->member.addrs[i], addr) == 0;
 			if (known || s->member.naddrs >= RMQ_MAX_ROUTE_BROKERS)
 				continue;
-			if (heartbeat(s, addr))
+			if (rmq_member_heartbeat(s, addr))
 				s->member.addrs[s->member.naddrs++] = MemoryContextStrdup(keep, addr);
 		}
 	if (s->member.heartbeat_at == 0)
 		s->member.heartbeat_at = GetCurrentTimestamp();
 }
 
-/* The group's retry topic's route; NULL while the name server has none. */
-static RmqRoute *
-retry_route(Stream *s)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	RmqRoute   *volatile r = NULL;
-
-	PG_TRY();
-	{
-		r = rmq_route(&s->def.opts, retry_topic(s), true);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *ed;
-
-		MemoryContextSwitchTo(cxt);
-		ed = CopyErrorData();
-		if (ed->sqlerrcode != ERRCODE_UNDEFINED_OBJECT)
-			PG_RE_THROW();
-		FlushErrorState();
-		FreeErrorData(ed);
-	}
-	PG_END_TRY();
-	return r;
-}
-
-/* The member list from one broker; -1 if it failed us. */
-static int
-try_members(Stream *s, const char *addr, char ***ids)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int n = -1;
-
-	PG_TRY();
-	{
-		int			got;
-
-		*ids = rmq_group_members(&s->member.opts, addr, s->def.group, &got);
-		n = got;
-	}
-	PG_CATCH();
-	{
-		broker_trouble(s, addr, "list the members of its group at", cxt);
-	}
-	PG_END_TRY();
-	return n;
-}
-
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
 /*
- * The group's members, from the first broker of the topic (by name) that
- * answers, as Java asks one broker of the topic.  A broker that lists
- * everyone but us has not had our heartbeat (it restarted): it gets one and
- * is asked again.  -1 if no broker could tell.
- */
-static int
-group_members(Stream *s, RmqRoute *route, const char ***out)
-{
-	const char **names = palloc(sizeof(char *) * Max(route->nbrokers, 1));
-	int			nnames = 0;
-
-	for (int b = 0; b < route->nbrokers; b++)
-		if (route->brokers[b].master_addr)
-			names[nnames++] = route->brokers[b].name;
-	qsort(names, nnames, sizeof(char *), cmp_str);
-	for (int b = 0; b < nnames; b++)
-	{
-		const char *addr = rmq_route_broker_addr(route, names[b]);
-
-		for (int attempt = 0; attempt < 2; attempt++)
-		{
-			char	  **ids = NULL;
-			int			n = try_members(s, addr, &ids);
-			bool		me = false;
-
-			if (n < 0)
-				break;			/* the next broker */
-			for (int i = 0; i < n && !me; i++)
-				me = strcmp(ids[i], s->member.client_id) == 0;
-			if (me || attempt == 1)
-			{
-				*out = (const char **) ids;
-				rmq_alloc_sort_ids(*out, n);
-				return n;
-			}
-			if (!heartbeat(s, addr))
-				break;
-		}
-	}
-	return -1;
-}
-
-/* Append our share of one topic's queues to share[]. */
-static int
-share_of(Stream *s, const char *topic, RmqRoute *route, const char **ids, int nids, RmqCursor *share, int n)
-{
-	RmqCursor  *all;
-	int			nall = rmq_plan_topic_queues(s, topic, route, &all);
-	int			first;
-	int			k = rmq_alloc_averagely(ids, nids, s->member.client_id, nall, &first);
-
-	for (int i = 0; i < k; i++)
-		share[n++] = all[first + i];
-	return n;
-}
-
-/*
- * Our share of the group's queues now: of the topic's, then of the retry
- * topic's, each allocated on its own as Java does.  -1 when no broker could
- * say who the members are (the caller keeps what it has).
- */
-static int
-compute_share(Stream *s, RmqCursor **out, MemoryContext keep)
-{
-	RmqRoute   *routes[2];
-	const char **ids;
-	int			nids;
-	int			n = 0;
-	int			cap;
-	RmqCursor  *share;
-
-	routes[0] = rmq_route(&s->def.opts, s->def.topic, true);
-	routes[1] = retry_route(s);
-	join_brokers(s, routes, 2, keep);
-	nids = group_members(s, routes[0], &ids);
-	if (nids < 0)
-		return -1;
-	cap = 0;
-	for (int r = 0; r < 2; r++)
-		for (int i = 0; routes[r] && i < routes[r]->nqueues; i++)
-			cap += routes[r]->queues[i].read_queue_nums;
-	share = palloc0(sizeof(RmqCursor) * Max(cap, 1));
-	n = share_of(s, s->def.topic, routes[0], ids, nids, share, n);
-	if (routes[1])
-		n = share_of(s, retry_topic(s), routes[1], ids, nids, share, n);
-	*out = share;
-	return n;
-}
-
-/*
- * Lock queues on their brokers, one request per broker; ok[i] says whether
- * queue i is ours.  A broker that cannot be reached grants nothing.
+ * Lock queues (ok != NULL: which the broker granted, in ok[]) or unlock
+ * them, one request per broker.  A broker that cannot be reached grants
+ * nothing; a lock not given back lapses.
  */
 static void
-lock_queues(Stream *s, RmqCursor *qs, int n, bool *ok)
+lock_request(Stream *s, const RmqOptions *o, RmqCursor **qs, int n, bool *ok)
 {
 	bool	   *asked = palloc0(sizeof(bool) * Max(n, 1));
 	RmqMq	   *mqs = palloc(sizeof(RmqMq) * Max(n, 1));
 	int		   *idx = palloc(sizeof(int) * Max(n, 1));
 	bool	   *got = palloc(sizeof(bool) * Max(n, 1));
 
-	memset(ok, 0, sizeof(bool) * n);
+	if (ok)
+		memset(ok, 0, sizeof(bool) * n);
 	for (int i = 0; i < n; i++)
 	{
 		int			k = 0;
@@ -431,158 +272,45 @@ lock_queues(Stream *s, RmqCursor *qs, int n, bool *ok)
 			continue;
 		memset(got, 0, sizeof(bool) * n);
 		for (int j = i; j < n; j++)
-			if (!asked[j] && strcmp(qs[j].addr, qs[i].addr) == 0)
+			if (!asked[j] && strcmp(qs[j]->addr, qs[i]->addr) == 0)
 			{
 				asked[j] = true;
-				mqs[k].topic = qs[j].topic;
-				mqs[k].broker = qs[j].broker;
-				mqs[k].queue_id = qs[j].queue_id;
+				mqs[k].topic = qs[j]->topic;
+				mqs[k].broker = qs[j]->broker;
+				mqs[k].queue_id = qs[j]->queue_id;
 				idx[k++] = j;
 			}
 		PG_TRY();
 		{
-			rmq_group_lock(&s->member.opts, qs[i].addr, s->def.group, s->member.client_id, mqs, k, got);
+			if (ok)
+				rmq_group_lock(o, qs[i]->addr, s->def.group, s->member.client_id, mqs, k, got);
+			else
+				rmq_group_unlock(o, qs[i]->addr, s->def.group, s->member.client_id, mqs, k);
 		}
 		PG_CATCH();
 		{
-			broker_trouble(s, qs[i].addr, "lock queues at", cxt);
+			rmq_member_trouble(s, qs[i]->addr, ok ? "lock queues at" : "unlock queues at", cxt);
 		}
 		PG_END_TRY();
-		for (int j = 0; j < k; j++)
+		for (int j = 0; ok && j < k; j++)
 			ok[idx[j]] = got[j];
 	}
 }
 
-/* Unlock queues, one request per broker; a lock not given back lapses. */
-static void
-unlock_queues(Stream *s, const RmqOptions *o, RmqCursor **qs, int n)
+void
+rmq_member_lock(Stream *s, RmqCursor *qs, int n, bool *ok)
 {
-	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
-	RmqMq	   *mqs = palloc(sizeof(RmqMq) * Max(n, 1));
+	RmqCursor **ptrs = palloc(sizeof(RmqCursor *) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
-	{
-		int			k = 0;
-		MemoryContext cxt = CurrentMemoryContext;
-
-		if (done[i])
-			continue;
-		for (int j = i; j < n; j++)
-			if (!done[j] && strcmp(qs[j]->addr, qs[i]->addr) == 0)
-			{
-				done[j] = true;
-				mqs[k].topic = qs[j]->topic;
-				mqs[k].broker = qs[j]->broker;
-				mqs[k++].queue_id = qs[j]->queue_id;
-			}
-		PG_TRY();
-		{
-			rmq_group_unlock(o, qs[i]->addr, s->def.group, s->member.client_id, mqs, k);
-		}
-		PG_CATCH();
-		{
-			broker_trouble(s, qs[i]->addr, "unlock queues at", cxt);
-		}
-		PG_END_TRY();
-	}
+		ptrs[i] = &qs[i];
+	lock_request(s, &s->member.opts, ptrs, n, ok);
 }
 
-int
-rmq_member_assign(Stream *s, RmqCursor **out)
+void
+rmq_member_unlock(Stream *s, const RmqOptions *o, RmqCursor **qs, int n)
 {
-	RmqCursor  *share;
-	int			n;
-	bool	   *ok;
-	int			k = 0;
-	TimestampTz now;
-
-	if (s->def.queue_map || s->def.force_specific)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("stream \"%s\" is a member of its group and cannot have a queue_map or force_specific",
-						s->def.name)));
-	rmq_member_init(s);
-	n = compute_share(s, &share, CurrentMemoryContext);
-	if (n < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("no broker of topic \"%s\" could list the members of group \"%s\"",
-						s->def.topic, s->def.group)));
-	ok = palloc(sizeof(bool) * Max(n, 1));
-	lock_queues(s, share, n, ok);
-	for (int i = 0; i < n; i++)
-		if (ok[i])
-			share[k++] = share[i];
-	now = GetCurrentTimestamp();
-	s->member.wanting = k < n;
-	s->member.rebalance_at = s->member.locked_at = s->member.want_at = now;
-	ids_changed = false;
-	*out = share;
-	return k;
-}
-
-/*
- * Let queues go: their offsets committed to the broker first (what was
- * committed here and not yet there), then unlocked, then marked as not held
- * here.  Between batches only: nothing read from them is uncommitted.
- */
-static void
-release(Stream *s, int *which, int n)
-{
-	RmqCursor **qs = palloc(sizeof(RmqCursor *) * Max(n, 1));
-	Oid			t[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
-
-	XLogFlush(XactLastCommitEnd);
-	for (int k = 0; k < n; k++)
-	{
-		int			i = which[k];
-		RmqCursor  *c = &s->cursors[i];
-
-		qs[k] = c;
-		if (s->qs[i].at_broker != s->qs[i].stored)
-		{
-			rmq_update_consumer_offset(&s->def.opts, c->addr, s->def.group, c->topic, c->broker,
-									   c->queue_id, s->qs[i].stored);
-			s->qs[i].at_broker = s->qs[i].stored;
-		}
-	}
-	unlock_queues(s, &s->member.opts, qs, n);
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	for (int k = 0; k < n; k++)
-	{
-		Datum		v[4] = {rmq_text_datum(s->def.group), rmq_text_datum(qs[k]->topic),
-		rmq_text_datum(qs[k]->broker), Int32GetDatum(qs[k]->queue_id)};
-
-		rmq_spi_exec(psprintf("UPDATE %s.rmq_offset SET held_by = NULL WHERE consumer_group = $1 AND topic = $2 "
-						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, false);
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-}
-
-/*
- * Renew the locks on all our queues; which were renewed, in ok[].  When all
- * were, the time is noted.
- */
-static bool *
-relock(Stream *s)
-{
-	bool	   *ok = palloc(sizeof(bool) * Max(s->ncursors, 1));
-	bool		all = true;
-
-	lock_queues(s, s->cursors, s->ncursors, ok);
-	for (int i = 0; i < s->ncursors; i++)
-	{
-		if (ok[i])
-			s->qs[i].lock_doubt = false;
-		all &= ok[i];
-	}
-	if (all)
-		s->member.locked_at = GetCurrentTimestamp();
-	return ok;
+	lock_request(s, o, qs, n, NULL);
 }
 
 /*
@@ -604,200 +332,40 @@ serve_one(Stream *s, const char *addr)
 	}
 	PG_CATCH();
 	{
-		broker_trouble(s, addr, "read from", cxt);
+		rmq_member_trouble(s, addr, "read from", cxt);
 		there = false;
 	}
 	PG_END_TRY();
 	return there;
 }
 
-static void
-serve_brokers(Stream *s)
+void
+rmq_member_serve(Stream *s)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	for (int i = 0; i < s->member.naddrs; i++)
-		if (!serve_one(s, s->member.addrs[i]) && heartbeat(s, s->member.addrs[i]))
+		if (!serve_one(s, s->member.addrs[i]) && rmq_member_heartbeat(s, s->member.addrs[i]))
 		{
 			s->member.locked_at = 0;
 			ids_changed = true;
 		}
-}
-
-static bool
-same_queue(const RmqCursor *a, const RmqCursor *b)
-{
-	return a->queue_id == b->queue_id && strcmp(a->broker, b->broker) == 0 &&
-		strcmp(a->topic, b->topic) == 0 && strcmp(a->addr, b->addr) == 0;
-}
-
-/* Our share now, or -1 when it cannot be known (name server or brokers away). */
-static int
-try_share(Stream *s, RmqCursor **share)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int n = -1;
-
-	PG_TRY();
-	{
-		n = compute_share(s, share, s->member.keep);
-	}
-	PG_CATCH();
-	{
-		broker_trouble(s, s->def.opts.namesrv_addr ? s->def.opts.namesrv_addr : "the name server",
-					   "rebalance with", cxt);
-	}
-	PG_END_TRY();
-	return n;
-}
-
-/*
- * Between batches: keep the membership up (heartbeats, locks, what brokers
- * tell us) and follow the group's allocation.  False when the run must
- * start again with another set of queues; those that left were released.
- */
-bool
-rmq_member_tick(Stream *s)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	MemoryContext tmp;
-	TimestampTz now = GetCurrentTimestamp();
-	RmqCursor  *share = NULL;
-	int			n;
-	int		   *lost;
-	int			nlost = 0;
-	bool		gained = false;
-	bool		due;
-
-	if (!s->def.membership)
-		return true;
-	tmp = AllocSetContextCreate(TopMemoryContext, "rocketmq_stream membership", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(tmp);
-	serve_brokers(s);
 	if (TimestampDifferenceExceeds(s->member.heartbeat_at, now, HEARTBEAT_MS))
 	{
 		for (int i = 0; i < s->member.naddrs; i++)
-			(void) heartbeat(s, s->member.addrs[i]);
+			(void) rmq_member_heartbeat(s, s->member.addrs[i]);
 		s->member.heartbeat_at = now;
 	}
-	if (TimestampDifferenceExceeds(s->member.locked_at, now, RELOCK_MS))
-	{
-		bool	   *ok = relock(s);
-
-		/*
-		 * Another member holds a queue we read (our lock lapsed, or its
-		 * broker restarted and forgot it): stop reading it at once.  Its
-		 * offset is not sent to the broker, where the holder may be ahead.
-		 */
-		for (int i = 0; i < s->ncursors; i++)
-			if (!ok[i])
-			{
-				ereport(LOG,
-						(errmsg("stream \"%s\" could not renew its lock on queue %d of broker \"%s\"; "
-								"it stops reading the queue until it holds it again",
-								s->def.name, s->cursors[i].queue_id, s->cursors[i].broker)));
-				MemoryContextSwitchTo(cxt);
-				MemoryContextDelete(tmp);
-				s->replan_why = "it could not renew its lock on a queue";
-				return false;
-			}
-	}
-	due = ids_changed || TimestampDifferenceExceeds(s->member.rebalance_at, now, REBALANCE_MS) ||
-		(s->member.wanting && TimestampDifferenceExceeds(s->member.want_at, now, WANT_RETRY_MS));
-	if (!due)
-	{
-		MemoryContextSwitchTo(cxt);
-		MemoryContextDelete(tmp);
-		return true;
-	}
-	ids_changed = false;
-	s->member.rebalance_at = now;
-	n = try_share(s, &share);
-	if (n < 0)
-	{
-		MemoryContextSwitchTo(cxt);
-		MemoryContextDelete(tmp);
-		return true;			/* keep what we have; ask again later */
-	}
-	lost = palloc(sizeof(int) * Max(s->ncursors, 1));
-	for (int i = 0; i < s->ncursors; i++)
-	{
-		bool		kept = false;
-
-		for (int j = 0; j < n && !kept; j++)
-			kept = same_queue(&s->cursors[i], &share[j]);
-		/* a queue that left the route is kept a while (rmq_plan_current) */
-		if (!kept)
-			lost[nlost++] = i;
-	}
-	for (int j = 0; j < n && !gained; j++)
-	{
-		bool		have = false;
-
-		for (int i = 0; i < s->ncursors && !have; i++)
-			have = same_queue(&s->cursors[i], &share[j]);
-		gained = !have;
-	}
-	if (nlost > 0)
-		release(s, lost, nlost);
-	else if (gained)
-	{
-		/* Start again only once one of them is free. */
-		bool	   *ok = palloc(sizeof(bool) * n);
-		bool		any = false;
-
-		s->member.want_at = now;
-		lock_queues(s, share, n, ok);
-		for (int j = 0; j < n; j++)
-		{
-			bool		have = false;
-
-			for (int i = 0; i < s->ncursors && !have; i++)
-				have = same_queue(&s->cursors[i], &share[j]);
-			any |= !have && ok[j];
-		}
-		s->member.wanting = !any;
-		gained = any;
-	}
-	else
-		s->member.wanting = false;
-	MemoryContextSwitchTo(cxt);
-	MemoryContextDelete(tmp);
-	if (nlost > 0 || gained)
-	{
-		s->replan_why = nlost > 0 ? "queues of its share went to other members of its group"
-			: "queues of its share are free to take";
-		return false;
-	}
-	return true;
 }
 
-/*
- * Before a batch commits: are its queues still ours?  A lock renewed
- * within LOCK_TRUST_MS, whose broker stayed connected, is; otherwise it is
- * renewed now, and a queue with rows in the batch that another member
- * holds now rolls the batch back.
- */
-void
-rmq_member_confirm_locks(Stream *s)
+/* Did a broker say members came or went (or we rejoined one) since asked? */
+bool
+rmq_member_changed(void)
 {
-	bool		need;
-	bool	   *ok;
+	bool		was = ids_changed;
 
-	if (!s->def.membership)
-		return;
-	need = TimestampDifferenceExceeds(s->member.locked_at, GetCurrentTimestamp(), LOCK_TRUST_MS);
-	for (int i = 0; i < s->ncursors && !need; i++)
-		need = s->qs[i].lock_doubt && s->cursors[i].next != s->qs[i].from;
-	if (!need)
-		return;
-	ok = relock(s);
-	for (int i = 0; i < s->ncursors; i++)
-		if (!ok[i] && s->cursors[i].next != s->qs[i].from)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("stream \"%s\" could not renew its lock on queue %d of broker \"%s\"",
-							s->def.name, s->cursors[i].queue_id, s->cursors[i].broker),
-					 errdetail("Another member of group \"%s\" may read the queue now; this batch is rolled back.",
-							   s->def.group)));
+	ids_changed = false;
+	return was;
 }
 
 /*
@@ -820,7 +388,7 @@ flush_offset(Stream *s, const RmqOptions *member_opts, int i)
 	}
 	PG_CATCH();
 	{
-		broker_trouble(s, c->addr, "commit an offset to", cxt);
+		rmq_member_trouble(s, c->addr, "commit an offset to", cxt);
 	}
 	PG_END_TRY();
 }
@@ -836,7 +404,7 @@ unregister(Stream *s, const RmqOptions *o, const char *addr)
 	}
 	PG_CATCH();
 	{
-		broker_trouble(s, addr, "unregister from", cxt);
+		rmq_member_trouble(s, addr, "unregister from", cxt);
 	}
 	PG_END_TRY();
 }
@@ -865,7 +433,7 @@ leave(Stream *s, int timeout_ms)
 			qs[n++] = &s->cursors[i];
 	}
 	if (n > 0)
-		unlock_queues(s, &o, qs, n);
+		rmq_member_unlock(s, &o, qs, n);
 	for (int i = 0; i < s->member.naddrs; i++)
 		unregister(s, &o, s->member.addrs[i]);
 }

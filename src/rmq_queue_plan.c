@@ -69,7 +69,7 @@ rmq_plan_topic_queues(Stream *s, const char *topic, RmqRoute *route, RmqCursor *
  * The queues this worker owns: the readable queues sorted by broker and id,
  * dealt round-robin over the workers (PreferConsistent), except those the
  * queue map assigns explicitly (PreferFixed).  A member of its group gets
- * its share from rmq_member.c instead.
+ * its share from rmq_member_share.c instead.
  */
 static int
 plan_queues(Stream *s, RmqCursor **out)
@@ -80,8 +80,6 @@ plan_queues(Stream *s, RmqCursor **out)
 	int			n,
 				k = 0;
 
-	if (s->def.membership)
-		return rmq_member_assign(s, out);
 	n = rmq_plan_topic_queues(s, s->def.topic, rmq_route(&s->def.opts, s->def.topic, true), &all);
 	mine = palloc0(mul_size(sizeof(RmqCursor), Max(n, 1)));
 	for (int i = 0; i < n; i++)

@@ -74,7 +74,11 @@ run_stream(Stream *s, MemoryContext stream_cxt)
 	 */
 	SetConfigOption("synchronous_commit", s->def.synchronous_commit, PGC_USERSET, PGC_S_SESSION);
 	MemoryContextSwitchTo(stream_cxt);
-	rmq_plan_assign(s);
+	/* The queues to read: the group's share for a member, else ours to deal out. */
+	if (s->def.membership)
+		s->ncursors = rmq_member_assign(s, &s->cursors);
+	else
+		rmq_plan_assign(s);
 	s->qs = palloc0(mul_size(sizeof(QueueState), Max(s->ncursors, 1)));
 	if (s->ncursors == 0)
 	{

@@ -5,8 +5,9 @@
  *   rmq_stream_def.c   the stream's row: definition and options, whether it
  *                      is still this worker's to run, what went wrong
  *   rmq_queue_plan.c   which queues are this worker's, and where each starts
- *   rmq_member.c       with "membership": "group", the same as a member of
- *                      the consumer group: heartbeats, shares, queue locks
+ *   rmq_member.c       with "membership": "group", a member of the consumer
+ *                      group: its client id, heartbeats, broker requests, leaving
+ *   rmq_member_share.c a member's share of the queues, their locks, hand-over
  *   rmq_batch.c        assembling a batch: pulls out on every broker, answers
  *                      in, brokers that fail sitting out
  *   rmq_commit.c       committing a batch with its offsets, and the error
@@ -144,12 +145,22 @@ extern int	rmq_plan_cmp_cursor(const void *a, const void *b);
 
 /* rmq_member.c */
 extern void rmq_member_init(Stream *s);
-extern int	rmq_member_assign(Stream *s, RmqCursor **out);
-extern bool rmq_member_tick(Stream *s);
-extern void rmq_member_confirm_locks(Stream *s);
 extern void rmq_member_leave(Stream *s);
 extern void rmq_member_end_run(Stream *s);
 extern void rmq_member_hand_back(Stream *s);
+extern char *rmq_member_retry_topic(Stream *s);
+extern bool rmq_member_heartbeat(Stream *s, const char *addr);
+extern void rmq_member_join(Stream *s, RmqRoute **routes, int nroutes, MemoryContext keep);
+extern void rmq_member_serve(Stream *s);
+extern bool rmq_member_changed(void);
+extern void rmq_member_trouble(Stream *s, const char *addr, const char *what, MemoryContext cxt);
+extern void rmq_member_lock(Stream *s, RmqCursor *qs, int n, bool *ok);
+extern void rmq_member_unlock(Stream *s, const RmqOptions *o, RmqCursor **qs, int n);
+
+/* rmq_member_share.c */
+extern int	rmq_member_assign(Stream *s, RmqCursor **out);
+extern bool rmq_member_tick(Stream *s);
+extern void rmq_member_confirm_locks(Stream *s);
 
 /* rmq_batch.c */
 extern void rmq_batch_init(Stream *s);

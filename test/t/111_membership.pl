@@ -202,6 +202,15 @@ settled('two servers and a Java consumer', $id1 => $n1, $id2 => $n2, $java_id =>
 	ok((grep { index($cc, $_) >= 0 } ($id1, $id2, $java_id)) == 3,
 		'mqadmin consumerConnection lists both servers and the Java consumer') or diag($cc);
 	like($cc, qr/CONSUME_PASSIVELY/, 'mqadmin: the group consumes passively, as its Java members say');
+	# consumerProgress -s asks every member for its running info (GET_CONSUMER_RUNNING_INFO)
+	# and prints, per queue, the part of its client id before '@'.
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'bash', "$ENV{RMQ_TEST_DIR}/broker/broker.sh", 'admin', 'consumerProgress', '-g', $G, '-s', 'true' ],
+		'>', \$out, '2>', \$err);
+	my $ours = grep { /^\Q$T\E\s/ && /\s\Q$host\E\s/ } split /\n/, $out;
+	my $want = scalar(grep { /^\Q$T\E / } split /,/, join(',', values %{ held($id1 => $n1, $id2 => $n2) }));
+	is($ours, $want, "mqadmin consumerProgress -s: the queues the servers hold are shown as theirs ($want)")
+	  or diag($out . $err);
 }
 ok($n1->poll_query_until('postgres', 'SELECT count(*) > 0 FROM t_grp'), 'server 1 ingests its share');
 
