@@ -32,17 +32,19 @@
 #define LOCK_TRUST_MS 30000
 /* Our share includes queues another member still holds: ask again soon. */
 #define WANT_RETRY_MS 500
+/* As rmq_queue_plan.c: how long queues whose broker left the route are kept. */
+#define VANISHED_MS 120000
 
-/* The group's retry topic's route; NULL while the name server has none. */
+/* A topic's route (refreshed or as cached); NULL while the name server has none. */
 static RmqRoute *
-retry_route(Stream *s)
+route_or_null(Stream *s, const char *topic, bool refresh)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	RmqRoute   *volatile r = NULL;
 
 	PG_TRY();
 	{
-		r = rmq_route(&s->def.opts, rmq_member_retry_topic(s), true);
+		r = rmq_route(&s->def.opts, topic, refresh);
 	}
 	PG_CATCH();
 	{
@@ -57,6 +59,19 @@ retry_route(Stream *s)
 	}
 	PG_END_TRY();
 	return r;
+}
+
+/*
+ * Is the queue's broker in its topic's route (as just fetched)?  A broker
+ * that restarts leaves the route for seconds; its queues are nobody's share
+ * meanwhile, and are kept rather than let go (which would need that broker).
+ */
+static bool
+still_routed(Stream *s, const RmqCursor *c)
+{
+	RmqRoute   *r = route_or_null(s, c->topic, false);
+
+	return r != NULL && rmq_route_broker_addr(r, c->broker) != NULL;
 }
 
 /* The member list from one broker; -1 if it failed us. */
@@ -160,7 +175,7 @@ compute_share(Stream *s, RmqCursor **out, MemoryContext keep)
 	RmqCursor  *share;
 
 	routes[0] = rmq_route(&s->def.opts, s->def.topic, true);
-	routes[1] = retry_route(s);
+	routes[1] = route_or_null(s, rmq_member_retry_topic(s), true);
 	rmq_member_join(s, routes, 2, keep);
 	nids = group_members(s, routes[0], &ids);
 	if (nids < 0)
@@ -318,6 +333,7 @@ rmq_member_tick(Stream *s)
 	int		   *lost;
 	int			nlost = 0;
 	bool		gained = false;
+	bool		vanished = false;
 	bool		due;
 
 	if (!s->def.membership)
@@ -370,9 +386,22 @@ rmq_member_tick(Stream *s)
 
 		for (int j = 0; j < n && !kept; j++)
 			kept = same_queue(&s->cursors[i], &share[j]);
-		/* a queue that left the route is kept a while (rmq_plan_current) */
-		if (!kept)
+		if (!kept && !still_routed(s, &s->cursors[i]))
+			vanished = true;
+		else if (!kept)
 			lost[nlost++] = i;
+	}
+	/* Queues whose broker stays away are dropped in the end, unlocked or not. */
+	if (!vanished)
+		s->vanished_since = 0;
+	else if (s->vanished_since == 0)
+		s->vanished_since = now;
+	else if (TimestampDifferenceExceeds(s->vanished_since, now, VANISHED_MS))
+	{
+		MemoryContextSwitchTo(cxt);
+		MemoryContextDelete(tmp);
+		s->replan_why = "a broker of its queues left the route";
+		return false;
 	}
 	for (int j = 0; j < n && !gained; j++)
 	{
