@@ -42,9 +42,10 @@ RmqTest::wait_workers($node, 's1', 1);
 RmqTest::wait_workers($node, 's2', 2);
 
 my $stop = "$tmp/stop";
-my ($pout, $perr) = ('', '');
+# Output to files: a pipe nobody pumps fills with the client's warnings
+# while the broker is away, and the producer blocks writing them.
 my $producer = IPC::Run::start([ "$ENV{RMQ_TEST_DIR}/java/run.sh", 'SteadyProduce', $ns, $T, 200, $stop ],
-	'>', \$pout, '2>', \$perr);
+	'>', "$tmp/producer.out", '2>', "$tmp/producer.err");
 END { open(my $fh, '>', $stop) if $stop; }
 ok($node->poll_query_until('postgres', 'SELECT (SELECT count(*) FROM t_s1) > 50 AND (SELECT count(*) FROM t_s2) > 50'),
 	'both streams ingest the steady load');
@@ -107,7 +108,7 @@ for my $target (qw(broker namesrv))
 open(my $fh, '>', $stop) or die;
 close $fh;
 $producer->finish;
-note("producer: $pout");
+note("producer: " . slurp_file("$tmp/producer.out"));
 for my $s (qw(s1 s2))
 {
 	RmqTest::wait_caught_up($node, $s, $g{$s}, $T);
