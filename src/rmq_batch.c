@@ -130,8 +130,12 @@ broker_down(Stream *s, const char *addr, MemoryContext cxt)
 		if (strcmp(c->addr, addr) != 0)
 			continue;
 		s->qs[j].conn = NULL;
-		/* A broker that restarted forgot our locks: renew before committing. */
+		/*
+		 * A broker that restarted forgot our locks (renew before
+		 * committing) and maybe our last offsets (send them again).
+		 */
 		s->qs[j].lock_doubt = true;
+		s->qs[j].at_broker = -1;
 		rmq_cursor_drop(&s->pull, c);
 		if (s->qs[j].down_failures == 0)
 			s->qs[j].down_since = GetCurrentTimestamp();
@@ -282,6 +286,8 @@ receive_answers(Stream *s, TimestampTz close_at)
 		RmqCommand	resp;
 		TimestampTz hard = 0;
 
+		if (busy[k] == NULL)
+			continue;
 		for (int j = 0; j < s->ncursors; j++)
 			if (s->qs[j].conn == busy[k] && s->cursors[j].inflight &&
 				(hard == 0 || s->cursors[j].deadline < hard))
@@ -290,7 +296,18 @@ receive_answers(Stream *s, TimestampTz close_at)
 		/* One connection: sleep on it.  Several: only look (soft = now). */
 		rc = recv_guarded(s, busy[k], nbusy == 1 ? soft : GetCurrentTimestamp(), hard, &resp);
 		if (rc < 0)
-			busy[k] = NULL;
+		{
+			/* Its broker's connections are gone: so is any other of them in the set. */
+			for (int m = 0; m < nbusy; m++)
+			{
+				bool		used = false;
+
+				for (int j = 0; j < s->ncursors && !used; j++)
+					used = s->qs[j].conn == busy[m];
+				if (!used)
+					busy[m] = NULL;
+			}
+		}
 		if (rc <= 0)
 			continue;
 		got = true;

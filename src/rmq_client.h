@@ -118,6 +118,7 @@ extern void rmq_group_lock(const RmqOptions *o, const char *addr, const char *gr
 						   const RmqMq *mqs, int n, bool *locked);
 extern void rmq_group_unlock(const RmqOptions *o, const char *addr, const char *group, const char *client_id,
 							 const RmqMq *mqs, int n);
+extern int64 rmq_group_broker_uptime(const RmqOptions *o, const char *addr);
 extern void rmq_group_unregister(const RmqOptions *o, const char *addr, const char *group,
 								 const char *client_id);
 

@@ -298,6 +298,7 @@ extern void rmq_group_mq_body(StringInfo out, const char *group, const char *cli
 extern bool rmq_parse_consumer_ids(const char *json, size_t len, char ***ids, int *n, char **err);
 extern bool rmq_parse_locked(const char *json, size_t len, const RmqMq *asked, int nasked,
 							 bool *locked, char **err);
+extern bool rmq_parse_uptime(const char *json, size_t len, int64 *uptime_ms, char **err);
 
 /* Response / request codes used by the client. */
 #define RMQ_SEND_MESSAGE_V2 310
@@ -318,6 +319,7 @@ extern bool rmq_parse_locked(const char *json, size_t len, const RmqMq *asked, i
 #define RMQ_GET_CONSUMER_RUNNING_INFO 307
 #define RMQ_GET_ROUTEINFO_BY_TOPIC 105
 #define RMQ_GET_BROKER_CLUSTER_INFO 106
+#define RMQ_GET_BROKER_RUNTIME_INFO 28
 
 #define RMQ_SUCCESS 0
 #define RMQ_SYSTEM_ERROR 1

@@ -122,6 +122,22 @@ rmq_conn_discard(RmqConn *c)
 	conn_close(c);
 }
 
+/*
+ * After an error in the middle of a request: the connection's state is
+ * unknown, so it goes, unless the error already discarded it (c may then
+ * point to freed memory: it is only compared).
+ */
+static void
+conn_discard_if_open(RmqConn *c)
+{
+	for (int i = 0; i < nconns; i++)
+		if (conns[i] == c)
+		{
+			rmq_conn_discard(c);
+			return;
+		}
+}
+
 /* Throw away every cached connection to addr (after that broker failed). */
 void
 rmq_conn_discard_addr(const char *addr)
@@ -277,25 +293,35 @@ conn_open(const char *addr, const RmqSecurity *sec, int timeout_ms)
 
 	rc = connect(c->sock, res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	if (rc < 0 && errno != EINPROGRESS && errno != EINTR)
-		conn_fail(c, "connect to", errno);
-	if (rc < 0)
+	/* A half-opened connection must never outlive an error (its buffers are not set up). */
+	PG_TRY();
 	{
-		(void) conn_wait(c, WL_SOCKET_WRITEABLE, 0, rmq_deadline(timeout_ms), "connecting to");
-		if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
-			soerr = errno;
-		if (soerr != 0)
-			conn_fail(c, "connect to", soerr);
+		if (rc < 0 && errno != EINPROGRESS && errno != EINTR)
+			conn_fail(c, "connect to", errno);
+		if (rc < 0)
+		{
+			(void) conn_wait(c, WL_SOCKET_WRITEABLE, 0, rmq_deadline(timeout_ms), "connecting to");
+			if (getsockopt(c->sock, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
+				soerr = errno;
+			if (soerr != 0)
+				conn_fail(c, "connect to", soerr);
+		}
+		conn_buf_init(&c->rbuf, READ_CHUNK + 1);
+		c->profile = MemoryContextStrdup(conn_cxt, sec->profile ? sec->profile : "");
+		if (sec->access_key && sec->secret_key)
+		{
+			c->access_key = MemoryContextStrdup(conn_cxt, sec->access_key);
+			c->secret_key = MemoryContextStrdup(conn_cxt, sec->secret_key);
+		}
+		if (sec->tls != RMQ_TLS_DISABLE)
+			conn_tls_handshake(c, host, sec, rmq_deadline(timeout_ms));
 	}
-	conn_buf_init(&c->rbuf, READ_CHUNK + 1);
-	c->profile = MemoryContextStrdup(conn_cxt, sec->profile ? sec->profile : "");
-	if (sec->access_key && sec->secret_key)
+	PG_CATCH();
 	{
-		c->access_key = MemoryContextStrdup(conn_cxt, sec->access_key);
-		c->secret_key = MemoryContextStrdup(conn_cxt, sec->secret_key);
+		conn_discard_if_open(c);
+		PG_RE_THROW();
 	}
-	if (sec->tls != RMQ_TLS_DISABLE)
-		conn_tls_handshake(c, host, sec, rmq_deadline(timeout_ms));
+	PG_END_TRY();
 	return c;
 }
 
@@ -737,7 +763,16 @@ rmq_conn_serve(const char *addr, const RmqSecurity *sec, int timeout_ms)
 	c->busy = true;
 	c->busy_level = GetCurrentTransactionNestLevel();
 	c->last_used = ++use_clock;
-	(void) rmq_conn_recv_soft(c, now, TimestampTzPlusMilliseconds(now, timeout_ms), &none);
+	PG_TRY();
+	{
+		(void) rmq_conn_recv_soft(c, now, TimestampTzPlusMilliseconds(now, timeout_ms), &none);
+	}
+	PG_CATCH();
+	{
+		conn_discard_if_open(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	rmq_conn_done(c);
 	return true;
 }
@@ -858,8 +893,22 @@ rmq_rpc(const RmqOptions *o, const char *addr, RmqCommand *req, RmqCommand *resp
 	TimestampTz deadline = rmq_deadline(o->request_timeout_ms);
 	RmqConn    *c = rmq_conn_get(addr, &o->sec, o->request_timeout_ms);
 
-	(void) rmq_conn_send(c, req, deadline);
-	/* A free connection waits for nothing else: this is our answer. */
-	rmq_conn_recv(c, deadline, resp);
+	/*
+	 * Whatever fails leaves no busy connection behind: callers that wait a
+	 * failure out (stream workers) keep their other connections, so they
+	 * cannot sweep up busy ones.
+	 */
+	PG_TRY();
+	{
+		(void) rmq_conn_send(c, req, deadline);
+		/* A free connection waits for nothing else: this is our answer. */
+		rmq_conn_recv(c, deadline, resp);
+	}
+	PG_CATCH();
+	{
+		conn_discard_if_open(c);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	rmq_conn_done(c);
 }

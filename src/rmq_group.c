@@ -1,8 +1,9 @@
 /*
  * rmq_group.c — consumer-group requests to a broker: HEART_BEAT (the
  * broker registers the connection it arrives on as a member),
- * GET_CONSUMER_LIST_BY_GROUP, LOCK_BATCH_MQ / UNLOCK_BATCH_MQ and
- * UNREGISTER_CLIENT.  The bodies are built and parsed in rmq_group_proto.c.
+ * GET_CONSUMER_LIST_BY_GROUP, LOCK_BATCH_MQ / UNLOCK_BATCH_MQ,
+ * UNREGISTER_CLIENT, and GET_BROKER_RUNTIME_INFO for the broker's uptime.
+ * The bodies are built and parsed in rmq_group_proto.c.
  */
 #include "postgres.h"
 
@@ -109,4 +110,25 @@ rmq_group_unregister(const RmqOptions *o, const char *addr, const char *group, c
 	rmq_rpc(o, addr, &req, &resp);
 	if (resp.code != RMQ_SUCCESS)
 		rmq_broker_error(addr, "an unregister request", &resp);
+}
+
+/*
+ * How long the broker has been up (ms); -1 if it would not say (a broker
+ * that refuses the request, under an ACL for instance).
+ */
+int64
+rmq_group_broker_uptime(const RmqOptions *o, const char *addr)
+{
+	RmqCommand	req,
+				resp;
+	int64		ms;
+	char	   *err = NULL;
+
+	rmq_cmd_init(&req, RMQ_GET_BROKER_RUNTIME_INFO);
+	rmq_rpc(o, addr, &req, &resp);
+	if (resp.code != RMQ_SUCCESS)
+		return -1;
+	if (!rmq_parse_uptime(resp.body, resp.body_len, &ms, &err))
+		parse_error(addr, "a runtime info request", err);
+	return ms;
 }

@@ -201,3 +201,41 @@ rmq_parse_locked(const char *json, size_t len, const RmqMq *asked, int nasked,
 	}
 	return true;
 }
+
+/*
+ * How long the broker has been up, from its runtime info (a KVTable:
+ * {"table":{"runtime":"[ 0 days, 0 hours, 1 minutes, 5 seconds ]",...}}).
+ * The broker's own count, so no clock of ours is compared with its clock.
+ */
+bool
+rmq_parse_uptime(const char *json, size_t len, int64 *uptime_ms, char **err)
+{
+	RmqJson    *root = rmq_json_parse(json, len, err);
+	RmqJson    *table;
+	const char *rt;
+	long long	d,
+				h,
+				m,
+				sec;
+	int			used = -1;
+
+	*uptime_ms = -1;
+	if (root == NULL)
+		return false;
+	table = rmq_json_get(root, "table");
+	rt = table && table->type == RMQ_JSON_OBJECT ? rmq_json_get_str(table, "runtime") : NULL;
+	if (rt == NULL)
+	{
+		*err = "no table.runtime string";
+		return false;
+	}
+	if (sscanf(rt, "[ %lld days, %lld hours, %lld minutes, %lld seconds ]%n", &d, &h, &m, &sec, &used) != 4 ||
+		used < 0 || rt[used] != '\0' || d < 0 || d > 1000000 || h < 0 || h > 23 || m < 0 || m > 59 ||
+		sec < 0 || sec > 59)
+	{
+		*err = psprintf("a runtime that is not \"[ d days, h hours, m minutes, s seconds ]\": \"%.64s\"", rt);
+		return false;
+	}
+	*uptime_ms = (((d * 24 + h) * 60 + m) * 60 + sec) * 1000;
+	return true;
+}

@@ -196,7 +196,7 @@ rmq_member_trouble(Stream *s, const char *addr, const char *what, MemoryContext 
 		ed->sqlerrcode != ERRCODE_EXTERNAL_ROUTINE_EXCEPTION)
 		PG_RE_THROW();
 	FlushErrorState();
-	rmq_conn_release_aborted(0);
+	/* rmq_rpc left no connection busy; the stream's own pulls stay out. */
 	if (rmq_warn_due(psprintf("%s %s %s", s->def.name, what, ed->message), &held))
 		ereport(WARNING,
 				(errcode(ed->sqlerrcode),
@@ -345,10 +345,20 @@ rmq_member_serve(Stream *s)
 	TimestampTz now = GetCurrentTimestamp();
 
 	for (int i = 0; i < s->member.naddrs; i++)
-		if (!serve_one(s, s->member.addrs[i]) && rmq_member_heartbeat(s, s->member.addrs[i]))
+		if (!serve_one(s, s->member.addrs[i]))
 		{
-			s->member.locked_at = 0;
-			ids_changed = true;
+			/* As rmq_batch.c does when pulls fail: the broker may have restarted. */
+			for (int j = 0; s->qs && j < s->ncursors; j++)
+				if (strcmp(s->cursors[j].addr, s->member.addrs[i]) == 0)
+				{
+					s->qs[j].lock_doubt = true;
+					s->qs[j].at_broker = -1;
+				}
+			if (rmq_member_heartbeat(s, s->member.addrs[i]))
+			{
+				s->member.locked_at = 0;
+				ids_changed = true;
+			}
 		}
 	if (TimestampDifferenceExceeds(s->member.heartbeat_at, now, HEARTBEAT_MS))
 	{
@@ -393,6 +403,19 @@ flush_offset(Stream *s, const RmqOptions *member_opts, int i)
 	PG_END_TRY();
 }
 
+/*
+ * Send the broker the offsets it may have lost (it restarted: at_broker is
+ * unknown) of queues whose locks we renewed since, so a member that takes
+ * one over later does not start behind us.  Not while the broker is down.
+ */
+void
+rmq_member_flush_offsets(Stream *s)
+{
+	for (int i = 0; s->qs && i < s->ncursors; i++)
+		if (s->qs[i].at_broker != s->qs[i].stored && !s->qs[i].lock_doubt && s->qs[i].down_failures == 0)
+			flush_offset(s, &s->member.opts, i);
+}
+
 static void
 unregister(Stream *s, const RmqOptions *o, const char *addr)
 {
@@ -425,8 +448,28 @@ leave(Stream *s, int timeout_ms)
 	o.request_timeout_ms = Min(o.request_timeout_ms, timeout_ms);
 	/* The broker never gets an offset ahead of what is on disk here. */
 	XLogFlush(XactLastCommitEnd);
+	/*
+	 * A queue whose broker went away since its lock was renewed is ours to
+	 * commit only if the lock is renewed first: another member may have it
+	 * now, and further on.
+	 */
+	for (int i = 0; s->qs && i < s->ncursors; i++)
+		if (s->qs[i].lock_doubt)
+			qs[n++] = &s->cursors[i];
+	if (n > 0)
+	{
+		bool	   *ok = palloc(sizeof(bool) * n);
+
+		lock_request(s, &o, qs, n, ok);
+		for (int k = 0; k < n; k++)
+			if (ok[k])
+				s->qs[qs[k] - s->cursors].lock_doubt = false;
+		n = 0;
+	}
 	for (int i = 0; s->qs && i < s->ncursors; i++)
 	{
+		if (s->qs[i].lock_doubt)
+			continue;
 		if (s->qs[i].at_broker != s->qs[i].stored)
 			flush_offset(s, &o, i);
 		if (s->qs[i].at_broker == s->qs[i].stored)

@@ -12,7 +12,8 @@
  * (and waits while the old owner still holds it) and starts where the
  * broker's offset says (rmq_plan_resolve_starts).  A member that dies keeps
  * its locks until the broker lets them lapse (60 s): if it comes back
- * within that, it resumes its queues from its own stored offsets.
+ * within that, it resumes its queues from its own stored offsets.  What a
+ * member may take from a broker that just restarted: rmq_member_restart.c.
  */
 #include "postgres.h"
 
@@ -199,7 +200,9 @@ rmq_member_assign(Stream *s, RmqCursor **out)
 	int			n;
 	bool	   *ok;
 	int			k = 0;
+	int			m = 0;
 	TimestampTz now;
+	TimestampTz retry_at;
 
 	if (s->def.queue_map || s->def.force_specific)
 		ereport(ERROR,
@@ -214,13 +217,17 @@ rmq_member_assign(Stream *s, RmqCursor **out)
 				 errmsg("no broker of topic \"%s\" could list the members of group \"%s\"",
 						s->def.topic, s->def.group)));
 	ok = palloc(sizeof(bool) * Max(n, 1));
-	rmq_member_lock(s, share, n, ok);
+	(void) rmq_member_hold_back(s, share, n, ok, true, &retry_at);
 	for (int i = 0; i < n; i++)
+		if (ok[i])
+			share[m++] = share[i];
+	rmq_member_lock(s, share, m, ok);
+	for (int i = 0; i < m; i++)
 		if (ok[i])
 			share[k++] = share[i];
 	now = GetCurrentTimestamp();
 	s->member.wanting = k < n;
-	s->member.rebalance_at = s->member.locked_at = s->member.want_at = now;
+	s->member.rebalance_at = s->member.locked_at = s->member.confirmed_at = s->member.want_at = now;
 	(void) rmq_member_changed();
 	*out = share;
 	return k;
@@ -252,6 +259,8 @@ release(Stream *s, int *which, int n)
 		}
 	}
 	rmq_member_unlock(s, &s->member.opts, qs, n);
+	for (int k = 0; k < n; k++)
+		s->qs[which[k]].released = true;
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -286,7 +295,7 @@ relock(Stream *s)
 		all &= ok[i];
 	}
 	if (all)
-		s->member.locked_at = GetCurrentTimestamp();
+		s->member.locked_at = s->member.confirmed_at = GetCurrentTimestamp();
 	return ok;
 }
 
@@ -363,8 +372,10 @@ rmq_member_tick(Stream *s)
 				return false;
 			}
 	}
+	rmq_member_flush_offsets(s);
 	due = rmq_member_changed() || TimestampDifferenceExceeds(s->member.rebalance_at, now, REBALANCE_MS) ||
-		(s->member.wanting && TimestampDifferenceExceeds(s->member.want_at, now, WANT_RETRY_MS));
+		(s->member.wanting && TimestampDifferenceExceeds(s->member.want_at, now, WANT_RETRY_MS) &&
+		 now >= s->member.held_back_until);
 	if (!due)
 	{
 		MemoryContextSwitchTo(cxt);
@@ -415,13 +426,20 @@ rmq_member_tick(Stream *s)
 		release(s, lost, nlost);
 	else if (gained)
 	{
-		/* Start again only once one of them is free. */
+		/* Start again only once one of them is free (and not held back). */
 		bool	   *ok = palloc(sizeof(bool) * n);
 		bool		any = false;
+		TimestampTz retry_at;
+		int			back;
+		int			m = 0;
 
 		s->member.want_at = now;
-		rmq_member_lock(s, share, n, ok);
+		back = rmq_member_hold_back(s, share, n, ok, false, &retry_at);
 		for (int j = 0; j < n; j++)
+			if (ok[j])
+				share[m++] = share[j];
+		rmq_member_lock(s, share, m, ok);
+		for (int j = 0; j < m; j++)
 		{
 			bool		have = false;
 
@@ -429,7 +447,7 @@ rmq_member_tick(Stream *s)
 				have = same_queue(&s->cursors[i], &share[j]);
 			any |= !have && ok[j];
 		}
-		s->member.wanting = !any;
+		s->member.wanting = !any || back > 0;
 		gained = any;
 	}
 	else

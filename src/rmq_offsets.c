@@ -132,7 +132,8 @@ xact_cb(XactEvent event, void *arg)
 				flush_pending();
 			break;
 		case XACT_EVENT_ABORT:
-			rmq_conn_release_aborted(0);
+			/* Only what the transaction took: a worker's pulls outlive its batches. */
+			rmq_conn_release_aborted(1);
 			pending = NULL;
 			break;
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -262,6 +262,8 @@ rmq_worker_main(Datum arg)
 		MemoryContextReset(stream_cxt);
 		ed = try_run(&s, stream_cxt);
 		MemoryContextSwitchTo(stream_cxt);
+		if (s.def.membership)
+			rmq_member_remember(&s);
 		if (ed == NULL && s.replan)
 		{
 			ereport(LOG,

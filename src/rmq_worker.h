@@ -8,6 +8,7 @@
  *   rmq_member.c       with "membership": "group", a member of the consumer
  *                      group: its client id, heartbeats, broker requests, leaving
  *   rmq_member_share.c a member's share of the queues, their locks, hand-over
+ *   rmq_member_restart.c what a member may take from a broker that just started
  *   rmq_batch.c        assembling a batch: pulls out on every broker, answers
  *                      in, brokers that fail sitting out
  *   rmq_commit.c       committing a batch with its offsets, and the error
@@ -68,6 +69,7 @@ typedef struct QueueState
 	int64		stored;			/* its offset committed here */
 	int64		at_broker;		/* its offset committed to the broker, -1 unknown */
 	bool		lock_doubt;		/* its broker went away since the lock was renewed */
+	bool		released;		/* let go to another member */
 } QueueState;
 
 /* The batch being assembled and committed. */
@@ -97,8 +99,10 @@ typedef struct Member
 	TimestampTz heartbeat_at;
 	TimestampTz rebalance_at;
 	TimestampTz locked_at;		/* every queue of ours locked again then */
+	TimestampTz confirmed_at;	/* ditto, never reset to force a renewal */
 	TimestampTz want_at;		/* queues of our share others still hold: tried then */
 	bool		wanting;
+	TimestampTz held_back_until;	/* a young broker's queues: not before then */
 	TimestampTz started_at;
 } Member;
 
@@ -156,6 +160,12 @@ extern bool rmq_member_changed(void);
 extern void rmq_member_trouble(Stream *s, const char *addr, const char *what, MemoryContext cxt);
 extern void rmq_member_lock(Stream *s, RmqCursor *qs, int n, bool *ok);
 extern void rmq_member_unlock(Stream *s, const RmqOptions *o, RmqCursor **qs, int n);
+extern void rmq_member_flush_offsets(Stream *s);
+
+/* rmq_member_restart.c */
+extern void rmq_member_remember(Stream *s);
+extern int	rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first,
+								 TimestampTz *retry_at);
 
 /* rmq_member_share.c */
 extern int	rmq_member_assign(Stream *s, RmqCursor **out);

@@ -94,6 +94,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		err = NULL;
 		if (!rmq_parse_locked((const char *) data, size, asked, 2, locked, &err))
 			FUZZ_ASSERT(err != NULL && !locked[0] && !locked[1]);
+		{
+			int64		ms = 0;
+
+			err = NULL;
+			if (rmq_parse_uptime((const char *) data, size, &ms, &err))
+				FUZZ_ASSERT(ms >= 0);
+			else
+				FUZZ_ASSERT(err != NULL && ms == -1);
+		}
 	}
 
 	/* the address splitter and the hash on the raw bytes as a C string */

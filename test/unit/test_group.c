@@ -117,6 +117,38 @@ TEST(test_group_locked)
 	}
 }
 
+/* GET_BROKER_RUNTIME_INFO's KVTable, as StoreStatsService formats "runtime". */
+TEST(test_group_uptime)
+{
+	int64		ms = 0;
+	char	   *err = NULL;
+	const char *ok = "{\"table\":{\"bootTimestamp\":\"1764572400000\",\"brokerVersion\":\"479\","
+		"\"runtime\":\"[ 2 days, 3 hours, 4 minutes, 5 seconds ]\"}}";
+
+	CHECK(rmq_parse_uptime(ok, strlen(ok), &ms, &err));
+	CHECK(ms == (((2 * 24 + 3) * 60 + 4) * 60 + 5) * INT64CONST(1000));
+	{
+		const char *young = "{\"table\":{\"runtime\":\"[ 0 days, 0 hours, 0 minutes, 12 seconds ]\"}}";
+
+		CHECK(rmq_parse_uptime(young, strlen(young), &ms, &err) && ms == 12000);
+	}
+	{
+		/* grouped digits (MessageFormat past 999 days), junk, wrong shapes */
+		const char *bad[] = {"{\"table\":{\"runtime\":\"[ 1,000 days, 0 hours, 0 minutes, 0 seconds ]\"}}",
+			"{\"table\":{\"runtime\":\"[ 0 days, 0 hours, 0 minutes, 0 seconds ] x\"}}",
+			"{\"table\":{\"runtime\":\"[ 0 days, 25 hours, 0 minutes, 0 seconds ]\"}}",
+			"{\"table\":{\"runtime\":\"[ -1 days, 0 hours, 0 minutes, 0 seconds ]\"}}",
+			"{\"table\":{\"runtime\":5}}", "{\"table\":[]}", "{}", "nope"};
+
+		for (int i = 0; i < (int) lengthof(bad); i++)
+		{
+			err = NULL;
+			ms = 0;
+			CHECK_MSG(!rmq_parse_uptime(bad[i], strlen(bad[i]), &ms, &err) && err != NULL && ms == -1, "%s", bad[i]);
+		}
+	}
+}
+
 void		run_group_tests(void);
 
 void
@@ -126,4 +158,5 @@ run_group_tests(void)
 	RUN(test_group_lock_body_java);
 	RUN(test_group_consumer_ids);
 	RUN(test_group_locked);
+	RUN(test_group_uptime);
 }
