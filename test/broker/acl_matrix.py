@@ -164,6 +164,7 @@ REQUESTS = [
      lambda t, g: {"topic": t, "defaultTopic": "TBW102", "readQueueNums": "4", "writeQueueNums": "4",
                    "perm": "6", "topicFilterType": "SINGLE_TAG", "topicSysFlag": "0", "order": "false"}, None),
     ("UPDATE_BROKER_CONFIG (25)", 25, BROKER, lambda t, g: {}, lambda t, g: b"brokerPermission=6\n"),
+    ("GET_BROKER_RUNTIME_INFO (28)", 28, BROKER, lambda t, g: {}, None),
     ("GET_ROUTEINFO_BY_TOPIC (105) to the broker", 105, BROKER, lambda t, g: {"topic": t}, None),
     ("GET_ROUTEINFO_BY_TOPIC (105) to the name server", 105, NAMESRV, lambda t, g: {"topic": t}, None),
     ("GET_BROKER_CLUSTER_INFO (106) to the name server", 106, NAMESRV, lambda t, g: {}, None),
