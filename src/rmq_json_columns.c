@@ -541,36 +541,3 @@ rmq_jc_put_row(RmqJcPlan *plan, const char *body, size_t len, StringInfo out)
 	MemoryContextReset(plan->row_cxt);
 	ResetExprContext(plan->econtext);
 }
-
-/* ---------------------------------------------------------------- SQL */
-
-/*
- * rmq_check_json_columns(target regclass, format text, options jsonb): at
- * rmq_create_stream and rmq_alter_stream, what the worker would find wrong
- * with json_paths and the target, said at once.  A target that no longer
- * exists (NULL), or that the caller may not write, is not looked at (nor
- * locked): the worker, and rmq_create_stream's own check, report those.
- */
-PG_FUNCTION_INFO_V1(rmq_check_json_columns);
-Datum
-rmq_check_json_columns(PG_FUNCTION_ARGS)
-{
-	char	   *format = PG_ARGISNULL(1) ? "message" : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Jsonb	   *paths = PG_ARGISNULL(2) ? NULL : rmq_jc_paths_option(PG_GETARG_JSONB_P(2));
-	Relation	rel;
-
-	if (strcmp(format, "json_columns") != 0)
-	{
-		if (paths)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("stream option \"json_paths\" needs format => 'json_columns', not '%s'", format)));
-		PG_RETURN_VOID();
-	}
-	if (PG_ARGISNULL(0) || pg_class_aclcheck(PG_GETARG_OID(0), GetUserId(), ACL_INSERT) != ACLCHECK_OK)
-		PG_RETURN_VOID();
-	rel = table_open(PG_GETARG_OID(0), AccessShareLock);
-	rmq_sink_check(rel, RMQ_FORMAT_JSON_COLUMNS, paths);
-	table_close(rel, AccessShareLock);
-	PG_RETURN_VOID();
-}

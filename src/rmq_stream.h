@@ -40,7 +40,6 @@ extern void rmq_target_check(Relation rel);
 extern uint64 rmq_sink_copy(const char *target, RmqFormat fmt, Jsonb *json_paths,
 							RmqBatchMsg *msgs, int n);
 /* Errors unless a stream of this format can write to rel. */
-extern void rmq_sink_check(Relation rel, RmqFormat fmt, Jsonb *json_paths);
 /* Call the handler with the batch's messages and ranges. */
 extern void rmq_sink_handler(Oid handler, RmqBatchMsg *msgs, int n,
 							 RmqBatchRange *ranges, int nranges);

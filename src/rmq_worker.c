@@ -22,7 +22,6 @@
 
 #include "rmq_worker.h"
 
-#define MAX_BACKOFF_MS 30000
 #define CONF_CHECK_MS 2000
 /*
  * How often a worker asks the name server for the topic's route: queues
@@ -33,30 +32,6 @@
 /* A member with no queues: how often it hears from the group. */
 #define MEMBER_IDLE_MS 500
 
-void
-rmq_worker_wait(long ms)
-{
-	int			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   ms, PG_WAIT_EXTENSION);
-
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
-	if (ConfigReloadPending)
-	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
-	}
-}
-
-/* 1 s, doubling per consecutive failure, at most MAX_BACKOFF_MS. */
-long
-rmq_backoff_ms(int failures)
-{
-	return Min(1000L << Min(failures, 5), MAX_BACKOFF_MS);
-}
-
-/* Runs batches until the stream stops being this worker's to run. */
 /* Runs batches until the stream stops being this worker's to run. */
 static void
 run_stream(Stream *s, MemoryContext stream_cxt)

@@ -14,6 +14,7 @@
  *   rmq_commit.c       committing a batch with its offsets, and the error
  *                      policy: poison messages, dead letters, what is retried
  *   rmq_worker.c       the loop, and the worker process around it
+ *   rmq_worker_wait.c  its sleeps and back-off
  */
 #ifndef RMQ_WORKER_H
 #define RMQ_WORKER_H
@@ -181,7 +182,7 @@ extern bool rmq_batch_settle(Stream *s);
 extern bool rmq_error_is_transient(int code);
 extern bool rmq_commit_batch(Stream *s, TimestampTz started, const char *reason);
 
-/* rmq_worker.c */
+/* rmq_worker_wait.c */
 extern void rmq_worker_wait(long ms);
 extern long rmq_backoff_ms(int failures);
 
