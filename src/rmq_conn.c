@@ -593,6 +593,9 @@ conn_send_frame(RmqConn *c, RmqCommand *cmd, TimestampTz deadline)
 static bool
 conn_fill(RmqConn *c, int want, TimestampTz soft, TimestampTz deadline)
 {
+	/* A connection that never finished opening: enlargeStringInfo would loop forever on it. */
+	if (c->rbuf.data == NULL || c->rbuf.maxlen <= 0)
+		elog(ERROR, "rocketmq_stream: connection to %s used before it was set up", c->addr);
 	while (c->rbuf.len - c->rpos < want)
 	{
 		ssize_t		n;
