@@ -281,20 +281,9 @@ rmq_launcher_main(Datum arg)
 
 	for (;;)
 	{
-		int			rc;
-
 		MemoryContextSwitchTo(cxt);
 		MemoryContextReset(cxt);
 		reconcile();
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   NAPTIME_MS, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		rmq_worker_wait(NAPTIME_MS);
 	}
 }

@@ -64,6 +64,17 @@ held_last_run(const RmqCursor *q)
 	return false;
 }
 
+/* Is q one of the queues this run reads? */
+static bool
+held_now(Stream *s, const RmqCursor *q)
+{
+	for (int i = 0; i < s->ncursors; i++)
+		if (q->queue_id == s->cursors[i].queue_id && strcmp(q->broker, s->cursors[i].broker) == 0 &&
+			strcmp(q->topic, s->cursors[i].topic) == 0)
+			return true;
+	return false;
+}
+
 /*
  * The broker's uptime in ms, asked once per address in this call; -1 when
  * it would not say (then it is not held back: as before this check).
@@ -83,11 +94,12 @@ uptime(Stream *s, const char *addr, const char **addrs, int64 *ups, int *naddrs)
  * Of the share's queues (share[0..n)), which may be locked now: take[j].
  * `first`: at the start of a run, when what the last run held may count as
  * ours.  Queues held now are always taken (their locks renewed).  Returns
- * how many were held back; *retry_at says when to ask again.
+ * how many were held back; s->member.held_back_until says when to ask again.
  */
 int
-rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first, TimestampTz *retry_at)
+rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first)
 {
+	volatile TimestampTz retry_at = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 	const char **addrs = palloc(sizeof(char *) * Max(n, 1));
 	int64	   *ups = palloc(sizeof(int64) * Max(n, 1));
@@ -95,15 +107,8 @@ rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first,
 	volatile int back = 0;
 	const char *volatile asking = NULL;
 
-	*retry_at = 0;
 	for (int j = 0; j < n; j++)
-	{
-		take[j] = false;
-		for (int i = 0; !first && i < s->ncursors && !take[j]; i++)
-			take[j] = share[j].queue_id == s->cursors[i].queue_id &&
-				strcmp(share[j].broker, s->cursors[i].broker) == 0 &&
-				strcmp(share[j].topic, s->cursors[i].topic) == 0;
-	}
+		take[j] = !first && held_now(s, &share[j]);
 	PG_TRY();
 	{
 		for (int j = 0; j < n; j++)
@@ -137,16 +142,17 @@ rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first,
 			{
 				TimestampTz at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), YOUNG_BROKER_MS - up);
 
-				if (*retry_at == 0 || at < *retry_at)
+				if (retry_at == 0 || at < retry_at)
 				{
-					if (s->member.held_back_until < at)
+					/* once per wait: `at` moves by under a second between asks */
+					if (TimestampTzPlusMilliseconds(s->member.held_back_until, 1000) < at)
 						ereport(LOG,
 								(errmsg("stream \"%s\": broker \"%s\" started %ld s ago; queues of group \"%s\" "
 										"that other members may still read are taken over in %ld s",
 										s->def.name, share[j].broker, (long) (up / 1000), s->def.group,
 										(long) ((YOUNG_BROKER_MS - up + 999) / 1000)),
 								 errdetail("Its member list and locks are rebuilt as members heartbeat it again.")));
-					*retry_at = at;
+					retry_at = at;
 				}
 			}
 		}
@@ -156,21 +162,12 @@ rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first,
 		/* A broker we cannot ask: nothing new is taken from any broker now. */
 		rmq_member_trouble(s, asking ? asking : "the name server", "ask", cxt);
 		for (int j = 0; j < n; j++)
-			if (take[j])
-			{
-				bool		now_held = false;
-
-				for (int i = 0; !first && i < s->ncursors && !now_held; i++)
-					now_held = share[j].queue_id == s->cursors[i].queue_id &&
-						strcmp(share[j].broker, s->cursors[i].broker) == 0 &&
-						strcmp(share[j].topic, s->cursors[i].topic) == 0;
-				take[j] = now_held;
-			}
+			take[j] = !first && held_now(s, &share[j]);
 		back = n;
-		*retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	}
 	PG_END_TRY();
-	if (*retry_at > s->member.held_back_until)
-		s->member.held_back_until = *retry_at;
+	if (retry_at > s->member.held_back_until)
+		s->member.held_back_until = retry_at;
 	return back;
 }

@@ -193,6 +193,24 @@ compute_share(Stream *s, RmqCursor **out, MemoryContext keep)
 	return n;
 }
 
+/*
+ * Lock what may be taken of the share (not what rmq_member_hold_back holds
+ * back): the queues asked for move to share[0..m), the broker's answer to
+ * ok[0..m); returns m.  *back: how many were held back.
+ */
+static int
+lock_share(Stream *s, RmqCursor *share, int n, bool *ok, bool first, int *back)
+{
+	int			m = 0;
+
+	*back = rmq_member_hold_back(s, share, n, ok, first);
+	for (int j = 0; j < n; j++)
+		if (ok[j])
+			share[m++] = share[j];
+	rmq_member_lock(s, share, m, ok);
+	return m;
+}
+
 int
 rmq_member_assign(Stream *s, RmqCursor **out)
 {
@@ -200,9 +218,9 @@ rmq_member_assign(Stream *s, RmqCursor **out)
 	int			n;
 	bool	   *ok;
 	int			k = 0;
-	int			m = 0;
+	int			m;
+	int			back;
 	TimestampTz now;
-	TimestampTz retry_at;
 
 	if (s->def.queue_map || s->def.force_specific)
 		ereport(ERROR,
@@ -217,11 +235,7 @@ rmq_member_assign(Stream *s, RmqCursor **out)
 				 errmsg("no broker of topic \"%s\" could list the members of group \"%s\"",
 						s->def.topic, s->def.group)));
 	ok = palloc(sizeof(bool) * Max(n, 1));
-	(void) rmq_member_hold_back(s, share, n, ok, true, &retry_at);
-	for (int i = 0; i < n; i++)
-		if (ok[i])
-			share[m++] = share[i];
-	rmq_member_lock(s, share, m, ok);
+	m = lock_share(s, share, n, ok, true, &back);
 	for (int i = 0; i < m; i++)
 		if (ok[i])
 			share[k++] = share[i];
@@ -429,16 +443,11 @@ rmq_member_tick(Stream *s)
 		/* Start again only once one of them is free (and not held back). */
 		bool	   *ok = palloc(sizeof(bool) * n);
 		bool		any = false;
-		TimestampTz retry_at;
 		int			back;
-		int			m = 0;
+		int			m;
 
 		s->member.want_at = now;
-		back = rmq_member_hold_back(s, share, n, ok, false, &retry_at);
-		for (int j = 0; j < n; j++)
-			if (ok[j])
-				share[m++] = share[j];
-		rmq_member_lock(s, share, m, ok);
+		m = lock_share(s, share, n, ok, false, &back);
 		for (int j = 0; j < m; j++)
 		{
 			bool		have = false;

@@ -51,6 +51,8 @@ extern int	rmq_max_workers;
 extern void rmq_launcher_register(void);
 extern PGDLLEXPORT void rmq_launcher_main(Datum arg);
 extern PGDLLEXPORT void rmq_worker_main(Datum arg);
+/* rmq_worker_wait.c: a sleep of the launcher's or a worker's that wakes for latch, signals, reload */
+extern void rmq_worker_wait(long ms);
 
 /* What the launcher passes a worker in bgw_extra. */
 typedef struct RmqWorkerArgs

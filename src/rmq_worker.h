@@ -165,8 +165,7 @@ extern void rmq_member_flush_offsets(Stream *s);
 
 /* rmq_member_restart.c */
 extern void rmq_member_remember(Stream *s);
-extern int	rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first,
-								 TimestampTz *retry_at);
+extern int	rmq_member_hold_back(Stream *s, RmqCursor *share, int n, bool *take, bool first);
 
 /* rmq_member_share.c */
 extern int	rmq_member_assign(Stream *s, RmqCursor **out);
@@ -182,8 +181,7 @@ extern bool rmq_batch_settle(Stream *s);
 extern bool rmq_error_is_transient(int code);
 extern bool rmq_commit_batch(Stream *s, TimestampTz started, const char *reason);
 
-/* rmq_worker_wait.c */
-extern void rmq_worker_wait(long ms);
+/* rmq_worker_wait.c (and rmq_worker_wait(), in rmq_stream.h) */
 extern long rmq_backoff_ms(int failures);
 
 #endif
