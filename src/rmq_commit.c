@@ -204,9 +204,7 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 	Datum		v[1] = {rmq_text_datum(s->def.name)};
 
 	rmq_member_confirm_locks(s);
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 
 	/* Serialises with rmq_reset_stream/rmq_pause_stream, which update it. */
 	rmq_spi_exec(psprintf("SELECT state = 'running' AND generation = %d FROM %s.rmq_stream "
@@ -290,9 +288,7 @@ rmq_commit_batch(Stream *s, TimestampTz started, const char *reason)
 							  "(SELECT id FROM %s.rmq_batch WHERE stream = $1 ORDER BY id DESC OFFSET %d LIMIT 1)",
 							  s->def.schema, s->def.schema, BATCH_HISTORY), 1, t, v, false);
 	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 	/*
 	 * Committed here: from now on what a member hands to the broker, even
 	 * if it is stopped before the next line (the broker gets it only once

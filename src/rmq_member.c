@@ -494,14 +494,10 @@ rmq_member_leave(Stream *s)
 	running = NULL;
 	v[0] = rmq_text_datum(s->def.group);
 	v[1] = rmq_text_datum(s->member.client_id);
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	rmq_spi_exec(psprintf("UPDATE %s.rmq_offset SET held_by = NULL WHERE consumer_group = $1 AND held_by = $2",
 						  s->def.schema), 2, t, v, false);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 }
 
 /*

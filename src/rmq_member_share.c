@@ -275,9 +275,7 @@ release(Stream *s, int *which, int n)
 	rmq_member_unlock(s, &s->member.opts, qs, n);
 	for (int k = 0; k < n; k++)
 		s->qs[which[k]].released = true;
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	for (int k = 0; k < n; k++)
 	{
 		Datum		v[4] = {rmq_text_datum(s->def.group), rmq_text_datum(qs[k]->topic),
@@ -286,9 +284,7 @@ release(Stream *s, int *which, int n)
 		rmq_spi_exec(psprintf("UPDATE %s.rmq_offset SET held_by = NULL WHERE consumer_group = $1 AND topic = $2 "
 						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, false);
 	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 }
 
 /*

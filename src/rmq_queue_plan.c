@@ -253,9 +253,7 @@ rmq_plan_resolve_starts(Stream *s)
 {
 	Oid			t[6] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID};
 
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	/* Start offsets are durable whatever the stream's synchronous_commit. */
 	rmq_spi_exec("SET LOCAL synchronous_commit = on", 0, NULL, NULL, false);
 	/* What an earlier run of this member held is marked again below. */
@@ -333,9 +331,7 @@ rmq_plan_resolve_starts(Stream *s)
 						  "AND broker = $3 AND queue_id = $4", s->def.schema), 4, t, v, false);
 		c->next = strtoll(rmq_spi_text(0, 1), NULL, 10);
 	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 	for (int i = 0; i < s->ncursors; i++)
 		s->qs[i].stored = s->cursors[i].next;
 }

@@ -61,6 +61,30 @@ rmq_bytea_datum(const char *p, size_t len)
 	return PointerGetDatum(b);
 }
 
+/*
+ * A worker's transaction with SPI and a snapshot.  A background worker
+ * never gets a client's statement, so nothing else advances the statement
+ * start time that now() is taken from: without it now() would stay the
+ * worker's start time in every column a batch or a status update writes
+ * (a target table's "DEFAULT now()", last_batch_at, health_since).
+ */
+void
+rmq_xact_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+void
+rmq_xact_commit(void)
+{
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
 /* SPI must be connected.  Runs a query with text/int parameters. */
 int
 rmq_spi_exec(const char *sql, int nargs, Oid *types, Datum *vals, bool readonly)
@@ -92,9 +116,7 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 	bool		ok = false;
 	MemoryContext old;
 
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	rmq_spi_exec("SELECT quote_ident(n.nspname), e.extversion = '0.1.0' FROM pg_catalog.pg_extension e "
 			 "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'rocketmq_stream'",
 			 0, NULL, NULL, true);
@@ -195,9 +217,7 @@ rmq_stream_load(Stream *s, MemoryContext cxt)
 			ok = true;
 		}
 	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 	return ok;
 }
 
@@ -209,15 +229,11 @@ rmq_stream_current(Stream *s)
 	Datum		v[1] = {rmq_text_datum(s->def.name)};
 	bool		current;
 
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	rmq_spi_exec(psprintf("SELECT state = 'running' AND generation = %d FROM %s.rmq_stream WHERE name = $1",
 					  s->def.generation, s->def.schema), 1, t, v, true);
 	current = SPI_processed == 1 && strcmp(rmq_spi_text(0, 1), "t") == 0;
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 	return current;
 }
 
@@ -241,9 +257,7 @@ rmq_stream_record_error(Stream *s, const char *msg, bool fail)
 	if (!fail && recorded_msg && strcmp(recorded_msg, msg) == 0 &&
 		!TimestampDifferenceExceeds(recorded_at, GetCurrentTimestamp(), RECORD_EVERY_MS))
 		return;
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET last_error = $2, last_error_at = now()%s "
 						  "WHERE name = $1 AND generation = %d",
 						  s->def.schema ? s->def.schema : "public",
@@ -252,9 +266,7 @@ rmq_stream_record_error(Stream *s, const char *msg, bool fail)
 						  : ", retrying_since = coalesce(retrying_since, now())",
 						  s->def.generation),
 				 2, t, v, false);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 	if (recorded_msg)
 		pfree(recorded_msg);
 	recorded_msg = MemoryContextStrdup(TopMemoryContext, msg);
@@ -280,16 +292,12 @@ rmq_stream_record_healthy(Stream *s)
 		s->retrying = false;	/* 0.1.0 keeps no health */
 		return;
 	}
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	rmq_xact_begin();
 	rmq_spi_exec(psprintf("UPDATE %s.rmq_stream SET retrying_since = NULL, healthy_since = now() "
 						  "WHERE name = $1 AND generation = %d AND retrying_since IS NOT NULL",
 						  s->def.schema, s->def.generation),
 				 1, t, v, false);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	rmq_xact_commit();
 	s->retrying = false;
 	if (recorded_msg)
 		pfree(recorded_msg);

@@ -128,6 +128,8 @@ typedef struct Stream
 } Stream;
 
 /* rmq_stream_def.c */
+extern void rmq_xact_begin(void);
+extern void rmq_xact_commit(void);
 extern int	rmq_spi_exec(const char *sql, int nargs, Oid *types, Datum *vals, bool readonly);
 extern char *rmq_spi_text(int row, int col);
 extern Datum rmq_text_datum(const char *s);

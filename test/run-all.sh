@@ -19,13 +19,17 @@ export RMQ_NAMESRV_PORT=19876 RMQ_BROKER_PORT=20911
 export RMQ_NAMESRV=127.0.0.1:$RMQ_NAMESRV_PORT
 
 passed=0 failed=0 failures=()
+# Each stage's output is also kept, so a failed stage's last lines can be
+# printed again at the very end, where a CI log's tail shows them.
+stage_logs=$(mktemp -d)
 stage() {  # stage NAME COMMAND...
     local name=$1; shift
     echo "=== $name"
-    if "$@"; then
+    # Not a pipe: a process a stage leaves behind must not hold the stage open.
+    if "$@" > >(tee "$stage_logs/$((passed + failed)).log") 2>&1; then
         passed=$((passed + 1)); echo "=== $name: ok"
     else
-        failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED"
+        failed=$((failed + 1)); failures+=("$name:$((passed + failed - 1))"); echo "=== $name: FAILED"
     fi
 }
 
@@ -84,6 +88,11 @@ broker stop
 trap - EXIT
 
 echo
-for f in "${failures[@]}"; do echo "failed: $f"; done
+for f in "${failures[@]}"; do
+    echo "===== the end of what failed stage \"${f%:*}\" printed"
+    tail -n 60 "$stage_logs/${f##*:}.log"
+done
+rm -rf "$stage_logs"
+for f in "${failures[@]}"; do echo "failed: ${f%:*}"; done
 echo "suites: $passed passed, $failed failed"
 ((failed == 0))

@@ -23,11 +23,22 @@ status=0
     RMQ_LIB="$RMQ_LIB" RMQ_JAVA_BUILD="$RMQ_JAVA_BUILD" RMQ_HOME="${RMQ_HOME:-$work}" \
     RMQ_NAMESRV_PORT="${RMQ_NAMESRV_PORT:-}" RMQ_BROKER_PORT="${RMQ_BROKER_PORT:-}" \
     RMQ_TEST_DIR="$work/test" TESTDIR="$work" PG_REGRESS="$pgxs/test/regress/pg_regress" \
-    prove -I "$pgxs/test/perl" -I "$work/test/t" ${PROVE_FLAGS:-} "$work"/test/t/${TAP_ONLY:-}*.pl) || status=$?
+    prove -I "$pgxs/test/perl" -I "$work/test/t" ${PROVE_FLAGS:-} "$work"/test/t/${TAP_ONLY:-}*.pl) \
+    > >(tee "$work/prove.out") 2>&1 || status=$?
 if [[ $status != 0 ]]; then
-    for f in "$work"/tmp_check/log/regress_log_*; do
-        [[ -f $f ]] && { echo "----- $f"; tail -n 60 "$f"; }
+    # Only the failed files' logs, and the verdict last: CI keeps the tail of
+    # what a run prints, and that tail must say which test failed and why.
+    sleep 1
+    failed=$(grep -oE '/test/t/[0-9]+_[a-z0-9_]+\.pl +\(Wstat' "$work/prove.out" | grep -oE '[0-9]+_[a-z0-9_]+' || true)
+    for t in ${failed:-}; do
+        f="$work/tmp_check/log/regress_log_$t"
+        [[ -f $f ]] || continue
+        echo "----- $f (not ok and its neighbours, then the end)"
+        grep -n -B5 -A8 '^\[[0-9:.]*\]([0-9.]*s) not ok' "$f" | head -n 120 || true
+        tail -n 30 "$f"
     done
+    echo "----- TAP summary (work directory kept: $work)"
+    sed -n '/^Test Summary Report/,$p' "$work/prove.out"
     exit $status
 fi
 rm -rf "$work"

@@ -108,6 +108,18 @@ ok($node->poll_query_until('postgres',
 is(sql("SELECT string_agg(queue_id || ':' || broker_max_offset, ' ' ORDER BY queue_id) FROM rmq_stream_status WHERE stream = 's_part'"),
 	sql("SELECT string_agg(queue_id || ':' || max_offset, ' ' ORDER BY queue_id) FROM rmq_queues('$T')"),
 	'rmq_offset.broker_max_offset = the broker\'s max offsets');
+# now() in a worker is the time of its batch, not of the worker's start:
+# a row's "DEFAULT now()" and last_batch_at come after a mark the client
+# takes once the workers have long been running.
+my $mark = sql("SELECT now()");
+my $late = sql("SELECT rmq_send('$T', convert_to('late', 'UTF8'))");
+ok($node->poll_query_until('postgres', "SELECT count(*) FROM t_all WHERE unique_key = '$late'", '1'),
+	'a message sent later is ingested');
+is(sql("SELECT ingested_at > '$mark' FROM t_all WHERE unique_key = '$late'"), 't',
+	'a target column DEFAULT now() holds the time of the batch, not of the worker\'s start');
+ok($node->poll_query_until('postgres', "SELECT s.last_batch_at > '$mark' FROM rmq_stream_status s
+        JOIN t_all t ON t.queue_id = s.queue_id AND t.unique_key = '$late' WHERE s.stream = 's_all'"),
+	'rmq_stream_status.last_batch_at moves with each batch');
 sql("SELECT rmq_drop_stream('s_all'); SELECT rmq_drop_stream('s_part')");
 RmqTest::wait_workers($node, 's_all', 0, 'dropped streams leave no worker');
 RmqTest::wait_workers($node, 's_part', 0);
